@@ -1,0 +1,1 @@
+"""Small end-to-end experiments that exercise the shared substrate (not paper reproductions)."""
