@@ -43,9 +43,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="experiment name (see `lions-jax list`)")
     run.add_argument("--preset", default="quick", help="config preset (default: quick)")
     run.add_argument("--seeds", type=int, default=None, help="number of seeds (vmapped)")
-    run.add_argument("--out", default=None,
-                     help="run folder (default: ROOT/NAME/<timestamp>-<preset>); an unfinished "
-                          "run in it is resumed")
+    run.add_argument(
+        "--out",
+        default=None,
+        help="run folder (default: ROOT/NAME/<timestamp>-<preset>); an unfinished "
+        "run in it is resumed",
+    )
     run.add_argument("--root", default=DEFAULT_ROOT, help="runs root (default: runs)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("overrides", nargs="*", metavar="field=value", help="config overrides")
@@ -73,7 +76,9 @@ def _resolve_config(name: str, preset: str, seeds: int | None, overrides: Sequen
     return exp, cfg
 
 
-def _prepare_out_dir(exp: Any, cfg: Any, preset: str, out: str | None, root: str) -> tuple[Path, bool]:
+def _prepare_out_dir(
+    exp: Any, cfg: Any, preset: str, out: str | None, root: str
+) -> tuple[Path, bool]:
     """Chooses the run folder; returns ``(path, resuming)``. Writes nothing."""
     from lions_jax._src import results
     from lions_jax._src.config import config_to_dict
@@ -90,29 +95,44 @@ def _prepare_out_dir(exp: Any, cfg: Any, preset: str, out: str | None, root: str
         raise UsageError(f"--out {out}: folder is not empty and holds no lions_jax run")
     saved = json.loads(cfg_file.read_text())
     if saved.get("experiment") != exp.name or saved.get("config") != config_to_dict(cfg):
-        raise UsageError(f"--out {out}: holds a run of {saved.get('experiment')!r} with a different "
-                         "config; choose another folder")
+        raise UsageError(
+            f"--out {out}: holds a run of {saved.get('experiment')!r} with a different "
+            "config; choose another folder"
+        )
     if results.is_complete(path):
         raise UsageError(f"--out {out}: that run is already complete; choose another folder")
     return path, True
 
 
-def _run_one(exp: Any, cfg: Any, preset: str, out_dir: Path, resuming: bool, *,
-             progress: bool, argv: Sequence[str]) -> dict[str, Any]:
+def _run_one(
+    exp: Any,
+    cfg: Any,
+    preset: str,
+    out_dir: Path,
+    resuming: bool,
+    *,
+    progress: bool,
+    argv: Sequence[str],
+) -> dict[str, Any]:
     from lions_jax._src import results
     from lions_jax._src.config import config_to_dict
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
-        results.atomic_write_json(out_dir / results.CONFIG_FILE, {
-            "experiment": exp.name,
-            "preset": preset,
-            "config": config_to_dict(cfg),
-            "command": " ".join(shlex.quote(a) for a in [PROG, *argv]),
-            "environment": results.environment_info(),
-        })
-    print(f"{'resuming' if resuming else 'running'} {exp.name} ({preset}) in {out_dir}",
-          file=sys.stderr)
+        results.atomic_write_json(
+            out_dir / results.CONFIG_FILE,
+            {
+                "experiment": exp.name,
+                "preset": preset,
+                "config": config_to_dict(cfg),
+                "command": " ".join(shlex.quote(a) for a in [PROG, *argv]),
+                "environment": results.environment_info(),
+            },
+        )
+    print(
+        f"{'resuming' if resuming else 'running'} {exp.name} ({preset}) in {out_dir}",
+        file=sys.stderr,
+    )
     kwargs = {"progress": progress} if "progress" in exp.run.__code__.co_varnames else {}
     return exp.run(cfg, out_dir, **kwargs)
 
@@ -135,13 +155,15 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     exp, cfg = _resolve_config(args.name, args.preset, args.seeds, args.overrides)
     out_dir, resuming = _prepare_out_dir(exp, cfg, args.preset, args.out, args.root)
     try:
-        _run_one(exp, cfg, args.preset, out_dir, resuming, progress=not args.no_progress,
-                 argv=argv)
+        _run_one(exp, cfg, args.preset, out_dir, resuming, progress=not args.no_progress, argv=argv)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; resume with: {PROG} run {exp.name} --preset {args.preset} "
-              f"--out {shlex.quote(str(out_dir))}"
-              + "".join(f" {shlex.quote(o)}" for o in args.overrides)
-              + (f" --seeds {args.seeds}" if args.seeds is not None else ""), file=sys.stderr)
+        print(
+            f"\ninterrupted; resume with: {PROG} run {exp.name} --preset {args.preset} "
+            f"--out {shlex.quote(str(out_dir))}"
+            + "".join(f" {shlex.quote(o)}" for o in args.overrides)
+            + (f" --seeds {args.seeds}" if args.seeds is not None else ""),
+            file=sys.stderr,
+        )
         return 130
     table = out_dir / results.TABLE_FILE
     if table.exists():
@@ -159,8 +181,7 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
         cfg = exp.preset("quick")
         out_dir = results.new_run_dir(args.root, name, "quick")
         try:
-            _run_one(exp, cfg, "quick", out_dir, False, progress=not args.no_progress,
-                     argv=argv)
+            _run_one(exp, cfg, "quick", out_dir, False, progress=not args.no_progress, argv=argv)
         except Exception:  # keep going: the report shows what finished
             traceback.print_exc()
             failures.append(name)
@@ -169,7 +190,8 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if notes:
         notes = ["## Not run", "", *notes]
     report = results.build_report(
-        args.root, descriptions={n: e.description for n, e in exps.items()}, notes=notes)
+        args.root, descriptions={n: e.description for n, e in exps.items()}, notes=notes
+    )
     print(f"report: {report}")
     return 1 if failures else 0
 
@@ -218,5 +240,3 @@ def _entry() -> NoReturn:
 
 if __name__ == "__main__":
     _entry()
-
-

@@ -59,7 +59,9 @@ class Experiment:
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
-            raise ValueError(f"experiment name {self.name!r} must be lower-case letters, digits, '-'")
+            raise ValueError(
+                f"experiment name {self.name!r} must be lower-case letters, digits, '-'"
+            )
         if "\n" in self.description or not self.description.strip():
             raise ValueError(f"experiment {self.name!r}: description must be one non-empty line")
         if not dataclasses.is_dataclass(self.config_type):
@@ -76,7 +78,9 @@ class Experiment:
                 raise ValueError(f"experiment {self.name!r}: missing preset {p!r}")
         for p, cfg in self.presets.items():
             if not isinstance(cfg, self.config_type):
-                raise ValueError(f"experiment {self.name!r}: preset {p!r} is not a {self.config_type}")
+                raise ValueError(
+                    f"experiment {self.name!r}: preset {p!r} is not a {self.config_type}"
+                )
 
     def preset(self, name: str) -> Any:
         """The config of preset ``name`` (ValueError if there is none)."""

@@ -176,8 +176,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     """A GitHub-flavoured Markdown table."""
     if any(len(r) != len(headers) for r in rows):
         raise ValueError("markdown_table: every row must have len(headers) cells")
+
     def cell(x: Any) -> str:
         return str(x).replace("|", "\\|").replace("\n", " ")
+
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |"]
     lines.append("|" + "|".join("---" for _ in headers) + "|")
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
@@ -268,14 +270,20 @@ def latest_complete_runs(root: str | os.PathLike) -> dict[str, Path]:
     return out
 
 
-def build_report(root: str | os.PathLike, *, descriptions: Mapping[str, str] | None = None,
-                 notes: Sequence[str] = ()) -> Path:
+def build_report(
+    root: str | os.PathLike,
+    *,
+    descriptions: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
+) -> Path:
     """Writes ``root/REPORT.md`` from the latest complete run of every experiment under ``root``."""
     root = Path(root)
     runs = latest_complete_runs(root)
     descriptions = descriptions or {}
     lines = ["# lions_jax report", ""]
-    lines.append(f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} from `{root}`.")
+    lines.append(
+        f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} from `{root}`."
+    )
     lines.append("")
     if not runs:
         lines += ["No complete runs found. Run `lions-jax demo` or `lions-jax run NAME`.", ""]

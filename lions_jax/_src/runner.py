@@ -82,7 +82,9 @@ def run_chunked(
       rows written before a resume).
     """
     if keys.ndim != 1:
-        raise ValueError(f"keys must be a 1-D array of PRNG keys (num_seeds,), got shape {keys.shape}")
+        raise ValueError(
+            f"keys must be a 1-D array of PRNG keys (num_seeds,), got shape {keys.shape}"
+        )
     if num_chunks < 1 or steps_per_chunk < 1 or checkpoint_every < 1:
         raise ValueError("num_chunks, steps_per_chunk and checkpoint_every must all be >= 1")
     out_dir = Path(out_dir)

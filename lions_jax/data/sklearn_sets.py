@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import sklearn.datasets
-import sklearn.model_selection
+
+# scikit-learn is imported inside the loaders: importing it takes seconds, and users of the rest of
+# lions_jax.data (text, iterators, Fashion-MNIST) should not pay for it.
 
 __all__ = [
     "DATASET_NAMES",
@@ -137,6 +138,8 @@ def _split_and_standardize(
     standardize: bool,
 ) -> ArrayDataset:
     """Stratified split, then (optionally) standardization with train-split statistics only."""
+    import sklearn.model_selection
+
     x_train, x_test, y_train, y_test = sklearn.model_selection.train_test_split(
         x, y, test_size=test_fraction, random_state=seed, shuffle=True, stratify=y
     )
@@ -183,6 +186,8 @@ def load_digits(
         ((1347, 64), (450, 64), 10)
     """
     _check_split_args(test_fraction, seed)
+    import sklearn.datasets
+
     x, y = sklearn.datasets.load_digits(return_X_y=True)
     return _split_and_standardize(
         x,
@@ -220,6 +225,8 @@ def load_breast_cancer(
         (426, 143, 30)
     """
     _check_split_args(test_fraction, seed)
+    import sklearn.datasets
+
     x, y = sklearn.datasets.load_breast_cancer(return_X_y=True)
     return _split_and_standardize(
         x,
@@ -266,6 +273,8 @@ def load_moons(
         raise ValueError(f"n_samples must be >= 8; got {n_samples}")
     if not noise >= 0.0:
         raise ValueError(f"noise must be >= 0; got {noise}")
+    import sklearn.datasets
+
     x, y = sklearn.datasets.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return _split_and_standardize(
         x,

@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh
@@ -77,11 +76,14 @@ class Config:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_steps % self.log_every:
-            raise ValueError(f"num_steps ({self.num_steps}) must be a multiple of log_every "
-                             f"({self.log_every})")
+            raise ValueError(
+                f"num_steps ({self.num_steps}) must be a multiple of log_every ({self.log_every})"
+            )
         if self.checkpoint_every % self.log_every:
-            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of "
-                             f"log_every ({self.log_every})")
+            raise ValueError(
+                f"checkpoint_every ({self.checkpoint_every}) must be a multiple of "
+                f"log_every ({self.log_every})"
+            )
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
@@ -95,10 +97,12 @@ class Config:
 
 
 PRESETS = {
-    "quick": Config(num_seeds=5, hidden=(64, 64), num_steps=1500, log_every=100,
-                    checkpoint_every=500),
-    "paper": Config(num_seeds=20, hidden=(256, 256), num_steps=10_000, log_every=500,
-                    checkpoint_every=2_000),
+    "quick": Config(
+        num_seeds=5, hidden=(64, 64), num_steps=1500, log_every=100, checkpoint_every=500
+    ),
+    "paper": Config(
+        num_seeds=20, hidden=(256, 256), num_steps=10_000, log_every=500, checkpoint_every=2_000
+    ),
 }
 
 _ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh}
@@ -110,8 +114,13 @@ def load_data(cfg: Config) -> ArrayDataset:
 
 
 def _model(cfg: Config, data: ArrayDataset, key: jax.Array) -> MLP:
-    return MLP(data.num_features, cfg.hidden, data.num_classes,
-               activation=_ACTIVATIONS[cfg.activation], rngs=nnx.Rngs(key))
+    return MLP(
+        data.num_features,
+        cfg.hidden,
+        data.num_classes,
+        activation=_ACTIVATIONS[cfg.activation],
+        rngs=nnx.Rngs(key),
+    )
 
 
 def make_optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -127,8 +136,9 @@ def make_init(cfg: Config, data: ArrayDataset | None = None):
     def init(key: jax.Array) -> TrainState:
         init_key, run_key = jax.random.split(key)
         params = nnx.state(_model(cfg, data, init_key))
-        return TrainState(params=params, opt_state=tx.init(params), key=run_key,
-                          step=jnp.zeros((), jnp.int32))
+        return TrainState(
+            params=params, opt_state=tx.init(params), key=run_key, step=jnp.zeros((), jnp.int32)
+        )
 
     return init, graphdef
 
@@ -155,8 +165,9 @@ def make_train_step(cfg: Config, graphdef: nnx.GraphDef, *, mesh: Mesh | None = 
     return step
 
 
-def make_chunk(cfg: Config, graphdef: nnx.GraphDef, data: ArrayDataset, *,
-               mesh: Mesh | None = None):
+def make_chunk(
+    cfg: Config, graphdef: nnx.GraphDef, data: ArrayDataset, *, mesh: Mesh | None = None
+):
     """``chunk(state) -> (state, metrics)``: ``cfg.log_every`` steps, then a test-set evaluation."""
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
@@ -173,8 +184,11 @@ def make_chunk(cfg: Config, graphdef: nnx.GraphDef, data: ArrayDataset, *,
         logits = nnx.merge(graphdef, state.params)(x_test)
         test_loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_test).mean()
         accuracy = jnp.mean(jnp.argmax(logits, -1) == y_test)
-        return state, {"train_loss": losses.mean(), "test_loss": test_loss,
-                       "test_accuracy": accuracy}
+        return state, {
+            "train_loss": losses.mean(),
+            "test_loss": test_loss,
+            "test_accuracy": accuracy,
+        }
 
     return chunk
 
@@ -205,15 +219,18 @@ def _sklearn_baselines(cfg: Config, data: ArrayDataset) -> dict[str, dict[str, A
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for s in range(cfg.num_seeds):
-            clf = MLPClassifier(hidden_layer_sizes=cfg.hidden, activation=cfg.activation
-                                if cfg.activation != "gelu" else "relu",
-                                alpha=cfg.weight_decay, batch_size=cfg.batch_size,
-                                learning_rate_init=cfg.learning_rate, max_iter=epochs,
-                                random_state=cfg.seed * 1000 + s)
+            clf = MLPClassifier(
+                hidden_layer_sizes=cfg.hidden,
+                activation=cfg.activation if cfg.activation != "gelu" else "relu",
+                alpha=cfg.weight_decay,
+                batch_size=cfg.batch_size,
+                learning_rate_init=cfg.learning_rate,
+                max_iter=epochs,
+                random_state=cfg.seed * 1000 + s,
+            )
             accs.append(clf.fit(data.x_train, data.y_train).score(data.x_test, data.y_test))
     return {
-        "sklearn LogisticRegression": results.summarize(
-            [logreg.score(data.x_test, data.y_test)]),
+        "sklearn LogisticRegression": results.summarize([logreg.score(data.x_test, data.y_test)]),
         f"sklearn MLPClassifier ({epochs} epochs)": results.summarize(accs),
     }
 
@@ -226,9 +243,16 @@ def run(cfg: Config, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     chunk = make_chunk(cfg, graphdef, data)
     t0 = time.perf_counter()
     _, rows = runner.run_chunked(
-        init_fn=init, chunk_fn=chunk, keys=runner.seed_keys(cfg.seed, cfg.num_seeds),
-        num_chunks=cfg.num_chunks, steps_per_chunk=cfg.log_every, out_dir=out_dir,
-        checkpoint_every=cfg.checkpoint_every // cfg.log_every, desc=NAME, progress=progress)
+        init_fn=init,
+        chunk_fn=chunk,
+        keys=runner.seed_keys(cfg.seed, cfg.num_seeds),
+        num_chunks=cfg.num_chunks,
+        steps_per_chunk=cfg.log_every,
+        out_dir=out_dir,
+        checkpoint_every=cfg.checkpoint_every // cfg.log_every,
+        desc=NAME,
+        progress=progress,
+    )
     wall = time.perf_counter() - t0
     m = results.stack_metrics(rows)
     acc = results.summarize(m["test_accuracy"][-1])
@@ -244,31 +268,61 @@ def run(cfg: Config, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         "environment": results.environment_info(),
     }
     n = cfg.num_seeds
-    rows_md = [[f"lions_jax MLP {cfg.hidden} (AdamW, {cfg.num_steps} steps)",
-                results.format_mean_std(acc), f"{acc['min']:.4f}", f"{acc['max']:.4f}", n]]
+    rows_md = [
+        [
+            f"lions_jax MLP {cfg.hidden} (AdamW, {cfg.num_steps} steps)",
+            results.format_mean_std(acc),
+            f"{acc['min']:.4f}",
+            f"{acc['max']:.4f}",
+            n,
+        ]
+    ]
     for name, s in baselines.items():
-        rows_md.append([name, results.format_mean_std(s), f"{s['min']:.4f}", f"{s['max']:.4f}",
-                        len(s["per_seed"])])
+        rows_md.append(
+            [
+                name,
+                results.format_mean_std(s),
+                f"{s['min']:.4f}",
+                f"{s['max']:.4f}",
+                len(s["per_seed"]),
+            ]
+        )
     table = results.markdown_table(
-        ["model", "test accuracy (mean ± std)", "min", "max", "seeds"], rows_md)
-    table += (f"\nDigits: {len(data.x_train)} train / {len(data.x_test)} test images, "
-              f"stratified split (data_seed={cfg.data_seed}). Wall time {wall:.1f} s for all "
-              f"{n} seeds (vmapped, incl. compilation and checkpoints).\n")
+        ["model", "test accuracy (mean ± std)", "min", "max", "seeds"], rows_md
+    )
+    table += (
+        f"\nDigits: {len(data.x_train)} train / {len(data.x_test)} test images, "
+        f"stratified split (data_seed={cfg.data_seed}). Wall time {wall:.1f} s for all "
+        f"{n} seeds (vmapped, incl. compilation and checkpoints).\n"
+    )
     results.atomic_write_text(out_dir / results.TABLE_FILE, table)
-    results.plot_curves(out_dir / "test_accuracy.png", m["step"],
-                        {"test accuracy": m["test_accuracy"]}, xlabel="step",
-                        ylabel="accuracy", title=f"{NAME}: test accuracy")
-    results.plot_curves(out_dir / "train_loss.png", m["step"],
-                        {"train loss": m["train_loss"], "test loss": m["test_loss"]},
-                        xlabel="step", ylabel="cross-entropy", title=f"{NAME}: loss", logy=True)
+    results.plot_curves(
+        out_dir / "test_accuracy.png",
+        m["step"],
+        {"test accuracy": m["test_accuracy"]},
+        xlabel="step",
+        ylabel="accuracy",
+        title=f"{NAME}: test accuracy",
+    )
+    results.plot_curves(
+        out_dir / "train_loss.png",
+        m["step"],
+        {"train loss": m["train_loss"], "test loss": m["test_loss"]},
+        xlabel="step",
+        ylabel="cross-entropy",
+        title=f"{NAME}: loss",
+        logy=True,
+    )
     results.atomic_write_json(out_dir / results.RESULTS_FILE, out)
     return out
 
 
-EXPERIMENT = registry.register(registry.Experiment(
-    name=NAME,
-    description="NNX MLP on scikit-learn digits: 5 vmapped seeds, checkpointed, vs scikit-learn.",
-    config_type=Config,
-    presets=PRESETS,
-    run=run,
-))
+EXPERIMENT = registry.register(
+    registry.Experiment(
+        name=NAME,
+        description="NNX MLP on scikit-learn digits: 5 vmapped seeds, checkpointed, vs scikit-learn.",
+        config_type=Config,
+        presets=PRESETS,
+        run=run,
+    )
+)

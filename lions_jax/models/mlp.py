@@ -1,5 +1,6 @@
 """A multi-layer perceptron as a thin Flax NNX module."""
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -49,12 +50,16 @@ class MLP(nnx.Module):
     ):
         widths = [int(in_features), *(int(h) for h in hidden), int(out_features)]
         if any(w < 1 for w in widths):
-            raise ValueError(f"MLP widths must be positive, got in={in_features}, "
-                             f"hidden={tuple(hidden)}, out={out_features}")
-        self.layers = nnx.List([
-            nnx.Linear(a, b, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-            for a, b in zip(widths[:-1], widths[1:])
-        ])
+            raise ValueError(
+                f"MLP widths must be positive, got in={in_features}, "
+                f"hidden={tuple(hidden)}, out={out_features}"
+            )
+        self.layers = nnx.List(
+            [
+                nnx.Linear(a, b, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                for a, b in itertools.pairwise(widths)
+            ]
+        )
         self.activation = activation
         self.in_features = widths[0]
 
