@@ -38,7 +38,7 @@ def data_mesh(
     num_devices: int | None = None,
     *,
     axis_name: str = DATA_AXIS,
-    axis_type: AxisType = AxisType.Explicit,
+    axis_type: AxisType = AxisType.Auto,
     devices: Any = None,
 ) -> Mesh:
     """A 1-D mesh over ``num_devices`` devices (all local devices by default) for data parallelism.
@@ -46,8 +46,11 @@ def data_mesh(
     Args:
       num_devices: number of devices; defaults to ``len(devices)`` or ``jax.device_count()``.
       axis_name: the mesh axis name.
-      axis_type: ``AxisType.Explicit`` (JAX's default: shardings are part of array types) or
-        ``AxisType.Auto`` (the compiler propagates them).
+      axis_type: ``AxisType.Auto`` (default: the compiler propagates shardings, so any
+        ``make_train`` runs unchanged, e.g. vmapped seeds gathering from replicated data) or
+        ``AxisType.Explicit`` (shardings are part of array types; operations whose output
+        sharding is ambiguous, such as a gather with sharded indices, then need an explicit
+        ``out_sharding``).
       devices: devices to use (defaults to ``jax.devices()``).
 
     Raises:

@@ -22,10 +22,12 @@ class TrainState:
       step: int32 scalar, number of optimizer steps taken.
     """
 
+    # Fields are typed ``Any``: JAX rebuilds pytree nodes with non-array leaves (tracers,
+    # ShapeDtypeStructs, shardings, None), which runtime type checkers would reject.
     params: Any
     opt_state: Any
-    key: jax.Array
-    step: jax.Array
+    key: Any
+    step: Any
 
     def replace(self, **changes: Any) -> "TrainState":
         return dataclasses.replace(self, **changes)
