@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "CompileCounter",
     "assert_no_recompile",
+    "raises_invalid",
     "assert_rel_close",
     "assert_trees_all_close",
     "count_compilations",
@@ -82,6 +83,26 @@ def _to_numpy(x: Any) -> np.ndarray:
     if x.dtype.kind == "V" or str(x.dtype) == "bfloat16":
         x = x.astype(np.float32)
     return x
+
+
+@contextlib.contextmanager
+def raises_invalid(match: str) -> Iterator[None]:
+    """Expects bad input to be rejected: a ``ValueError`` matching ``match``, or a jaxtyping
+    ``TypeCheckError`` when the runtime annotation check (enabled in the test suite) fires first.
+    """
+    import re
+
+    from jaxtyping import TypeCheckError
+
+    try:
+        yield
+    except TypeCheckError:
+        return
+    except ValueError as e:
+        if not re.search(match, str(e)):
+            raise AssertionError(f"ValueError {str(e)!r} does not match {match!r}") from e
+        return
+    raise AssertionError(f"expected a ValueError matching {match!r}; nothing was raised")
 
 
 @dataclasses.dataclass

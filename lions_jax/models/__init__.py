@@ -9,6 +9,7 @@
   and the pretrained all-MiniLM-L6-v2 sentence encoder (:class:`SentenceEncoder`).
 """
 
+from lions_jax.models.functional import init_model
 from lions_jax.models.generation import (
     GenerationOutput,
     generate,
@@ -41,6 +42,7 @@ __all__ = [
     "apply_rope",
     "generate",
     "generate_uncached",
+    "init_model",
     "mean_pool",
     "sample_token",
     "sequence_logprobs",

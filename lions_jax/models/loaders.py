@@ -210,7 +210,7 @@ def gpt2_state_dict(model: TransformerLM, *, prefix: str = "transformer.") -> di
     cfg = model.config
     if cfg.position != "learned" or cfg.norm != "layer" or cfg.gated_mlp or not cfg.use_bias:
         raise ValueError("model: not a GPT-2 architecture (use LMConfig.gpt2)")
-    p = nnx.state(model, nnx.Param).to_pure_dict()
+    p = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     a = lambda x: np.asarray(x)  # noqa: E731
     out = {
         "wte.weight": a(p["embed"]["embedding"]),
@@ -298,7 +298,7 @@ def bert_state_dict(model: TransformerEncoder, *, prefix: str = "") -> dict[str,
     cfg = model.config
     if cfg.norm_placement != "post" or not cfg.embedding_norm or cfg.vocab_size is None:
         raise ValueError("model: not a BERT architecture (use EncoderConfig.bert)")
-    p = nnx.state(model, nnx.Param).to_pure_dict()
+    p = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     a = lambda x: np.asarray(x)  # noqa: E731
     out = {
         "embeddings.word_embeddings.weight": a(p["embed"]["embedding"]),
@@ -338,7 +338,7 @@ def _fill(
             f"checkpoint: unexpected tensors {unused[:8]}{' ...' if len(unused) > 8 else ''}"
         )
     graphdef, state = nnx.split(abstract_model)
-    pure = state.to_pure_dict()
+    pure = nnx.to_pure_dict(state)
     leaves = jax.tree_util.tree_flatten_with_path(pure)[0]
     targets = {
         tuple(getattr(k, "key", getattr(k, "idx", None)) for k in path): leaf

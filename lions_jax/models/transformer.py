@@ -12,7 +12,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from lions_jax.models.layers import Activation, AttentionFn, FeedForward, SelfAttention, make_norm
 
@@ -111,6 +111,7 @@ class LMConfig:
         d_ff: int | None = None,
         norm_eps: float = 1e-5,
         activation: Activation = "gelu_tanh",
+        tie_embeddings: bool = True,
         **kw: Any,
     ) -> "LMConfig":
         """GPT-2's architecture (the defaults are GPT-2 small, 124M)."""
@@ -127,7 +128,7 @@ class LMConfig:
             activation=activation,
             gated_mlp=False,
             use_bias=True,
-            tie_embeddings=True,
+            tie_embeddings=tie_embeddings,
             **kw,
         )
 
@@ -721,7 +722,7 @@ class TransformerEncoder(nnx.Module):
 
 def mean_pool(
     hidden: Float[Array, "batch seq d"],
-    attention_mask: Bool[Array, "batch seq"] | Int[Array, "batch seq"] | None = None,
+    attention_mask: Shaped[Array, "batch seq"] | None = None,
 ) -> Float[Array, "batch d"]:
     r"""Masked mean over tokens, :math:`\sum_t m_t h_t / \max(\sum_t m_t, 10^{-9})`.
 
