@@ -11,8 +11,8 @@ Example:
     >>> import jax, jax.numpy as jnp
     >>> mesh = data_mesh()
     >>> x = shard_batch(jnp.zeros((8 * mesh.size, 3)), mesh)
-    >>> x.sharding.spec
-    PartitionSpec('data',)
+    >>> x.sharding.spec == jax.P("data")
+    True
 """
 
 from typing import Any
