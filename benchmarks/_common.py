@@ -25,15 +25,21 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("--device", choices=["cpu", "gpu", "tpu"], default="cpu")
     p.add_argument("--tiny", action="store_true", help="tiny shapes (smoke test)")
     p.add_argument("--iters", type=int, default=None, help="timed runs (default 10, tiny 3)")
-    p.add_argument("--out", default=os.environ.get("OUT") or "benchmarks/results",
-                   help="folder for <script>.jsonl (default $OUT or benchmarks/results)")
+    p.add_argument(
+        "--out",
+        default=os.environ.get("OUT") or "benchmarks/results",
+        help="folder for <script>.jsonl (default $OUT or benchmarks/results)",
+    )
     args = p.parse_args()
     if args.iters is None:
         args.iters = 3 if args.tiny else 10
     backend = jax.default_backend()
     if backend != args.device:
-        print(f"{Path(sys.argv[0]).name}: error: --device {args.device} requested but JAX's "
-              f"backend is {backend}", file=sys.stderr)
+        print(
+            f"{Path(sys.argv[0]).name}: error: --device {args.device} requested but JAX's "
+            f"backend is {backend}",
+            file=sys.stderr,
+        )
         sys.exit(2)
     return args
 
@@ -43,14 +49,15 @@ def compile_fn(fn: Callable, *args: Any) -> tuple[Any, float, dict[str, int | No
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     seconds = time.perf_counter() - t0
-    mem: dict[str, int | None] = {"temp_bytes": None, "argument_bytes": None,
-                                  "output_bytes": None}
+    mem: dict[str, int | None] = {"temp_bytes": None, "argument_bytes": None, "output_bytes": None}
     try:
         ma = compiled.memory_analysis()
         if ma is not None:
-            mem = {"temp_bytes": int(ma.temp_size_in_bytes),
-                   "argument_bytes": int(ma.argument_size_in_bytes),
-                   "output_bytes": int(ma.output_size_in_bytes)}
+            mem = {
+                "temp_bytes": int(ma.temp_size_in_bytes),
+                "argument_bytes": int(ma.argument_size_in_bytes),
+                "output_bytes": int(ma.output_size_in_bytes),
+            }
     except Exception:  # backends without memory analysis
         pass
     return compiled, seconds, mem
@@ -83,8 +90,14 @@ def time_host(fn: Callable[[], Any], *, iters: int, warmup: int = 1) -> float:
 def emit(args: argparse.Namespace, bench: str, row: dict[str, Any]) -> None:
     """Prints a JSON row (with environment fields) and appends it to ``<out>/<bench>.jsonl``."""
     dev = jax.devices()[0]
-    full = {"bench": bench, "jax": jax.__version__, "backend": jax.default_backend(),
-            "device": dev.device_kind, "tiny": args.tiny, **row}
+    full = {
+        "bench": bench,
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": dev.device_kind,
+        "tiny": args.tiny,
+        **row,
+    }
     line = json.dumps(full)
     print(line, flush=True)
     out = Path(args.out)

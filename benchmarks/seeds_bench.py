@@ -12,21 +12,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # noqa: E402
+import _common
+import jax
 
-import _common  # noqa: E402
-from lions_jax.examples import mlp_digits  # noqa: E402
+from lions_jax.examples import mlp_digits
 
 
 def main() -> None:
     args = _common.parse_args(__doc__.splitlines()[0])
     if args.tiny:
-        cfg = mlp_digits.Config(hidden=(16,), num_steps=20, log_every=10, checkpoint_every=10,
-                                batch_size=16, baselines=False)
+        cfg = mlp_digits.Config(
+            hidden=(16,),
+            num_steps=20,
+            log_every=10,
+            checkpoint_every=10,
+            batch_size=16,
+            baselines=False,
+        )
         seed_counts = (2, 4)
     else:
-        cfg = mlp_digits.Config(hidden=(256, 256), num_steps=1000, log_every=500,
-                                checkpoint_every=500, batch_size=128, baselines=False)
+        cfg = mlp_digits.Config(
+            hidden=(256, 256),
+            num_steps=1000,
+            log_every=500,
+            checkpoint_every=500,
+            batch_size=128,
+            baselines=False,
+        )
         seed_counts = (1, 8, 64) if args.device == "cpu" else (1, 8, 64, 256)
     train = mlp_digits.make_train(cfg)
     single, single_compile_s, single_mem = _common.compile_fn(train, jax.random.key(0))
@@ -35,16 +47,28 @@ def main() -> None:
         batched, compile_s, mem = _common.compile_fn(jax.vmap(train), keys)
         vmap_ms = _common.time_compiled(batched, keys, iters=args.iters)
         loop_ms = _common.time_host(lambda keys=keys: [single(k) for k in keys], iters=args.iters)
-        _common.emit(args, "seeds", {
-            "workload": "mlp-digits train", "dtype": "float32", "seeds": n,
-            "shapes": {"hidden": list(cfg.hidden), "batch": cfg.batch_size,
-                       "steps": cfg.num_steps},
-            "median_ms": vmap_ms, "compile_s": compile_s, **mem,
-            "baseline": "python loop over jit(train)", "baseline_median_ms": loop_ms,
-            "baseline_compile_s": single_compile_s,
-            "baseline_temp_bytes": single_mem["temp_bytes"],
-            "speedup_vs_baseline": loop_ms / vmap_ms,
-        })
+        _common.emit(
+            args,
+            "seeds",
+            {
+                "workload": "mlp-digits train",
+                "dtype": "float32",
+                "seeds": n,
+                "shapes": {
+                    "hidden": list(cfg.hidden),
+                    "batch": cfg.batch_size,
+                    "steps": cfg.num_steps,
+                },
+                "median_ms": vmap_ms,
+                "compile_s": compile_s,
+                **mem,
+                "baseline": "python loop over jit(train)",
+                "baseline_median_ms": loop_ms,
+                "baseline_compile_s": single_compile_s,
+                "baseline_temp_bytes": single_mem["temp_bytes"],
+                "speedup_vs_baseline": loop_ms / vmap_ms,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = sorted((ROOT / "benchmarks").glob("*_bench.py"))
-REQUIRED = {"bench", "jax", "backend", "device", "dtype", "shapes", "median_ms", "compile_s",
-            "temp_bytes", "baseline", "baseline_median_ms", "speedup_vs_baseline"}
+REQUIRED = {
+    "bench",
+    "jax",
+    "backend",
+    "device",
+    "dtype",
+    "shapes",
+    "median_ms",
+    "compile_s",
+    "temp_bytes",
+    "baseline",
+    "baseline_median_ms",
+    "speedup_vs_baseline",
+}
 
 
 def test_there_are_benchmarks():
@@ -21,9 +33,25 @@ def test_there_are_benchmarks():
 @pytest.mark.parametrize("bench", BENCHES, ids=lambda p: p.name)
 def test_benchmark_tiny_cpu_rows(bench, tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(bench), "--device", "cpu", "--tiny", "--iters",
-                           "1", "--out", str(tmp_path)], capture_output=True, text=True,
-                          env=env, cwd=ROOT, check=False, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(bench),
+            "--device",
+            "cpu",
+            "--tiny",
+            "--iters",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert rows
@@ -36,8 +64,13 @@ def test_benchmark_tiny_cpu_rows(bench, tmp_path):
 
 def test_wrong_device_exits_2(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(BENCHES[0]), "--device", "gpu", "--tiny", "--out",
-                           str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, str(BENCHES[0]), "--device", "gpu", "--tiny", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "requested but JAX's backend is cpu" in proc.stderr

@@ -18,16 +18,24 @@ from lions_jax._src.train_state import TrainState
 from lions_jax.examples import mlp_digits
 from lions_jax.models import MLP
 
-TINY = dict(num_seeds=2, hidden=(16,), batch_size=16, num_steps=40, log_every=10,
-            checkpoint_every=20, baselines=False)
+TINY = dict(
+    num_seeds=2,
+    hidden=(16,),
+    batch_size=16,
+    num_steps=40,
+    log_every=10,
+    checkpoint_every=20,
+    baselines=False,
+)
 
 
 def _init(key):
     k1, k2 = jax.random.split(key)
     params = nnx.state(MLP(3, (4,), 2, rngs=nnx.Rngs(k1)))
     tx = optax.adamw(1e-3)
-    return TrainState(params=params, opt_state=tx.init(params), key=k2,
-                      step=jnp.zeros((), jnp.int32))
+    return TrainState(
+        params=params, opt_state=tx.init(params), key=k2, step=jnp.zeros((), jnp.int32)
+    )
 
 
 def test_round_trip_whole_train_state(tmp_path):
@@ -95,16 +103,34 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch):
     resumed = mlp_digits.run(cfg, out, progress=False)
     assert _comparable(resumed) == _comparable(ref)
     assert results.read_metrics(out / "metrics.jsonl") == results.read_metrics(
-        tmp_path / "ref" / "metrics.jsonl")
+        tmp_path / "ref" / "metrics.jsonl"
+    )
 
 
 def test_sigkilled_cli_run_resumes_to_identical_metrics(tmp_path):
     """A real `kill -9` of `lions-jax run`, then the same command again."""
-    overrides = ["num_steps=6000", "log_every=50", "checkpoint_every=200", "hidden=16",
-                 "batch_size=16", "baselines=false"]
+    overrides = [
+        "num_steps=6000",
+        "log_every=50",
+        "checkpoint_every=200",
+        "hidden=16",
+        "batch_size=16",
+        "baselines=false",
+    ]
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "lions_jax.cli", "run", "mlp-digits", "--seeds", "2",
-           "--no-progress", "--out", str(out), *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lions_jax.cli",
+        "run",
+        "mlp-digits",
+        "--seeds",
+        "2",
+        "--no-progress",
+        "--out",
+        str(out),
+        *overrides,
+    ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -116,13 +142,21 @@ def test_sigkilled_cli_run_resumes_to_identical_metrics(tmp_path):
     assert checkpoint_steps(out) >= 1
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    cfg = mlp_digits.Config(num_seeds=2, num_steps=6000, log_every=50, checkpoint_every=200,
-                            hidden=(16,), batch_size=16, baselines=False)
+    cfg = mlp_digits.Config(
+        num_seeds=2,
+        num_steps=6000,
+        log_every=50,
+        checkpoint_every=200,
+        hidden=(16,),
+        batch_size=16,
+        baselines=False,
+    )
     ref = mlp_digits.run(cfg, tmp_path / "ref", progress=False)
     resumed = json.loads((out / "results.json").read_text())
     assert _comparable(resumed) == json.loads(json.dumps(_comparable(results.to_jsonable(ref))))
     assert results.read_metrics(out / "metrics.jsonl") == results.read_metrics(
-        tmp_path / "ref" / "metrics.jsonl")
+        tmp_path / "ref" / "metrics.jsonl"
+    )
 
 
 def checkpoint_steps(out):

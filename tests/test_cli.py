@@ -43,7 +43,11 @@ def test_usage_errors_exit_2_one_line_and_write_nothing(argv, match, capsys, tmp
 def test_console_script_exit_status(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "lions_jax.cli", "run", "nope", "--root", str(tmp_path / "r")],
-        capture_output=True, text=True, check=False, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "unknown experiment 'nope'" in proc.stderr
@@ -60,8 +64,15 @@ def test_run_writes_complete_folder_then_refuses_to_overwrite(tmp_path, capsys):
     argv = ["run", "mlp-digits", "--out", str(out), "--seeds", "2", "--no-progress", *TINY]
     assert cli.main(argv) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["checkpoints", "config.json", "metrics.jsonl", "results.json", "table.md",
-                     "test_accuracy.png", "train_loss.png"]
+    assert names == [
+        "checkpoints",
+        "config.json",
+        "metrics.jsonl",
+        "results.json",
+        "table.md",
+        "test_accuracy.png",
+        "train_loss.png",
+    ]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["experiment"] == "mlp-digits" and cfg["config"]["num_seeds"] == 2
     assert cfg["config"]["hidden"] == [8]
@@ -88,8 +99,10 @@ def test_report_and_missing_root(tmp_path, capsys):
     assert cli.main(["report", "--root", str(tmp_path / "missing")]) == 2
     assert "no such folder" in _err_line(capsys)
     root = tmp_path / "runs"
-    assert cli.main(["run", "mlp-digits", "--root", str(root), "--seeds", "1", "--no-progress",
-                     *TINY]) == 0
+    assert (
+        cli.main(["run", "mlp-digits", "--root", str(root), "--seeds", "1", "--no-progress", *TINY])
+        == 0
+    )
     assert cli.main(["report", "--root", str(root)]) == 0
     report = (root / "REPORT.md").read_text()
     assert "## mlp-digits" in report and "test accuracy" in report

@@ -27,11 +27,27 @@ class Cfg:
 def test_overrides_parse_every_supported_type():
     cfg = apply_overrides(
         Cfg(),
-        ["lr=3e-4", "hidden=(16, 32)", "pair=3,0.5", "mode=b", "flag=true", "name=hi", "cap=none",
-         "num-seeds=7"],
+        [
+            "lr=3e-4",
+            "hidden=(16, 32)",
+            "pair=3,0.5",
+            "mode=b",
+            "flag=true",
+            "name=hi",
+            "cap=none",
+            "num-seeds=7",
+        ],
     )
-    assert cfg == Cfg(lr=3e-4, hidden=(16, 32), pair=(3, 0.5), mode="b", flag=True, name="hi",
-                      cap=None, num_seeds=7)
+    assert cfg == Cfg(
+        lr=3e-4,
+        hidden=(16, 32),
+        pair=(3, 0.5),
+        mode="b",
+        flag=True,
+        name="hi",
+        cap=None,
+        num_seeds=7,
+    )
     assert apply_overrides(Cfg(), ["cap=5"]).cap == 5
     assert apply_overrides(Cfg(), ["hidden="]).hidden == ()
     assert apply_overrides(Cfg(), ["num_seeds=1e1"]).num_seeds == 10
@@ -69,8 +85,13 @@ def test_parse_value_rejects_unsupported_types():
 
 
 def _exp(**kw):
-    args = dict(name="toy-exp", description="A toy.", config_type=Cfg,
-                presets={"quick": Cfg(), "paper": Cfg(num_seeds=10)}, run=lambda cfg, out: {})
+    args = dict(
+        name="toy-exp",
+        description="A toy.",
+        config_type=Cfg,
+        presets={"quick": Cfg(), "paper": Cfg(num_seeds=10)},
+        run=lambda cfg, out: {},
+    )
     args.update(kw)
     return registry.Experiment(**args)
 
@@ -106,5 +127,5 @@ def test_registry_lists_mlp_digits():
     exps = registry.all_experiments()
     assert "mlp-digits" in exps
     assert registry.get("mlp-digits").preset("quick").num_seeds == 5
-    with pytest.raises(ValueError, match="unknown experiment 'nope'; available: .*mlp-digits"):
+    with pytest.raises(ValueError, match=r"unknown experiment 'nope'; available: .*mlp-digits"):
         registry.get("nope")

@@ -24,9 +24,13 @@ def test_all_names_exist_and_are_documented(name):
 @pytest.mark.parametrize("name", PUBLIC)
 def test_public_callables_are_in_all(name):
     module = importlib.import_module(name)
-    public = {a for a, v in vars(module).items()
-              if not a.startswith("_") and (inspect.isfunction(v) or inspect.isclass(v))
-              and getattr(v, "__module__", "").startswith("lions_jax")}
+    public = {
+        a
+        for a, v in vars(module).items()
+        if not a.startswith("_")
+        and (inspect.isfunction(v) or inspect.isclass(v))
+        and getattr(v, "__module__", "").startswith("lions_jax")
+    }
     assert public <= set(module.__all__), public - set(module.__all__)
 
 

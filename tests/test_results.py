@@ -55,8 +55,9 @@ def test_summary_table_and_plot(tmp_path):
     assert md.splitlines() == ["| a | b |", "|---|---|", "| 1 | x\\|y |"]
     with pytest.raises(ValueError):
         results.markdown_table(["a"], [[1, 2]])
-    png = results.plot_curves(tmp_path / "c.png", np.arange(3), {"y": np.ones((3, 2))},
-                              xlabel="x", ylabel="y", title="t")
+    png = results.plot_curves(
+        tmp_path / "c.png", np.arange(3), {"y": np.ones((3, 2))}, xlabel="x", ylabel="y", title="t"
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -65,8 +66,9 @@ def test_report_uses_latest_complete_runs(tmp_path):
     new = tmp_path / "exp" / "b"
     unfinished = tmp_path / "exp" / "c"
     for d, acc in ((old, "0.1"), (new, "0.9")):
-        results.atomic_write_json(d / results.CONFIG_FILE, {"preset": "quick",
-                                                            "config": {"num_seeds": 3}})
+        results.atomic_write_json(
+            d / results.CONFIG_FILE, {"preset": "quick", "config": {"num_seeds": 3}}
+        )
         results.atomic_write_text(d / results.TABLE_FILE, f"| acc |\n|---|\n| {acc} |\n")
         results.atomic_write_json(d / results.RESULTS_FILE, {})
         os.utime(d / results.RESULTS_FILE, (1e9 if d == old else 2e9,) * 2)

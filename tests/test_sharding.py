@@ -8,8 +8,15 @@ from lions_jax._src import sharding
 from lions_jax._src.testing import assert_rel_close, assert_trees_all_close
 from lions_jax.examples import mlp_digits
 
-CFG = mlp_digits.Config(num_seeds=8, hidden=(32,), batch_size=64, num_steps=20, log_every=10,
-                        checkpoint_every=10, baselines=False)
+CFG = mlp_digits.Config(
+    num_seeds=8,
+    hidden=(32,),
+    batch_size=64,
+    num_steps=20,
+    log_every=10,
+    checkpoint_every=10,
+    baselines=False,
+)
 
 
 def test_mesh_helpers_and_validation():
@@ -56,13 +63,15 @@ def test_data_parallel_step_fp64_agrees_to_round_off(x64):
     mesh = sharding.data_mesh()
     data = mlp_digits.load_data(CFG)
     init, graphdef = mlp_digits.make_init(CFG, data)
-    state = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a,
-                         init(jax.random.key(1)))
+    state = jax.tree.map(
+        lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, init(jax.random.key(1))
+    )
     x = jnp.asarray(data.x_train[:64], jnp.float64)
     y = jnp.asarray(data.y_train[:64])
     s1, _ = jax.jit(mlp_digits.make_train_step(CFG, graphdef))(state, x, y)
     s8, _ = jax.jit(mlp_digits.make_train_step(CFG, graphdef, mesh=mesh))(
-        sharding.replicate(state, mesh), *sharding.shard_batch((x, y), mesh))
+        sharding.replicate(state, mesh), *sharding.shard_batch((x, y), mesh)
+    )
     assert_rel_close(s8.params, s1.params, rtol=1e-12)
 
 

@@ -209,7 +209,7 @@ def plot_curves(
         if y.ndim == 1:
             y = y[:, None]
         mean = y.mean(axis=1)
-        (line,) = ax.plot(x, mean, label=f"{label} (n={y.shape[1]})")
+        (line,) = ax.plot(x, mean, label=f"{label} (mean, min–max of {y.shape[1]} seeds)")
         if y.shape[1] > 1:
             ax.fill_between(x, y.min(axis=1), y.max(axis=1), color=line.get_color(), alpha=0.2)
     ax.set_xlabel(xlabel)

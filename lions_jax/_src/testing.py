@@ -15,11 +15,11 @@ import numpy as np
 __all__ = [
     "CompileCounter",
     "assert_no_recompile",
-    "raises_invalid",
     "assert_rel_close",
     "assert_trees_all_close",
     "count_compilations",
     "enable_x64",
+    "raises_invalid",
     "rel_error",
 ]
 

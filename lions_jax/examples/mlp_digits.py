@@ -309,7 +309,7 @@ def run(cfg: Config, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     results.plot_curves(
         out_dir / "train_loss.png",
         m["step"],
-        {"train loss": m["train_loss"], "test loss": m["test_loss"]},
+        {"train loss (chunk mean)": m["train_loss"], "test loss": m["test_loss"]},
         xlabel="step",
         ylabel="cross-entropy",
         title=f"{NAME}: loss",

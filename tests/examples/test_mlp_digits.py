@@ -8,8 +8,15 @@ from lions_jax._src import results, runner
 from lions_jax._src.testing import assert_no_recompile, assert_trees_all_close
 from lions_jax.examples import mlp_digits
 
-CFG = mlp_digits.Config(num_seeds=3, hidden=(32,), batch_size=32, num_steps=300, log_every=100,
-                        checkpoint_every=100, baselines=False)
+CFG = mlp_digits.Config(
+    num_seeds=3,
+    hidden=(32,),
+    batch_size=32,
+    num_steps=300,
+    log_every=100,
+    checkpoint_every=100,
+    baselines=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +48,7 @@ def test_vmap_matches_python_loop_over_seeds(vmapped_run):
     for i in range(CFG.num_seeds):
         _, m = single(keys[i])
         # vmapped and unbatched matmuls may use different kernels: float32 round-off only
-        assert_trees_all_close(m, jax.tree.map(lambda x, i=i: x[i], metrics), rtol=1e-4,
-                               atol=1e-5)
+        assert_trees_all_close(m, jax.tree.map(lambda x, i=i: x[i], metrics), rtol=1e-4, atol=1e-5)
 
 
 def test_host_run_matches_pure_train(vmapped_run, tmp_path):
@@ -51,10 +57,12 @@ def test_host_run_matches_pure_train(vmapped_run, tmp_path):
     out = mlp_digits.run(CFG, tmp_path, progress=False)
     rows = results.stack_metrics(results.read_metrics(tmp_path / results.METRICS_FILE))
     np.testing.assert_array_equal(rows["step"], [100, 200, 300])
-    np.testing.assert_allclose(rows["test_accuracy"].T, metrics["test_accuracy"], rtol=1e-6,
-                               atol=1e-6)
-    np.testing.assert_allclose(out["test_accuracy"]["per_seed"], metrics["test_accuracy"][:, -1],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        rows["test_accuracy"].T, metrics["test_accuracy"], rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        out["test_accuracy"]["per_seed"], metrics["test_accuracy"][:, -1], rtol=1e-6, atol=1e-6
+    )
 
 
 def test_config_validation():

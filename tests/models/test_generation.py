@@ -34,8 +34,14 @@ def test_cached_generation_equals_uncached(lm):
     graphdef, state = lm
     prompt = jax.random.randint(jax.random.key(1), (3, 6), 0, CFG.vocab_size)
     out = generate(None, graphdef, state, prompt, max_new_tokens=8, return_logprobs=True)
-    ref = generate_uncached(None, functools.partial(_apply, graphdef), state, prompt,
-                            max_new_tokens=8, return_logprobs=True)
+    ref = generate_uncached(
+        None,
+        functools.partial(_apply, graphdef),
+        state,
+        prompt,
+        max_new_tokens=8,
+        return_logprobs=True,
+    )
     np.testing.assert_array_equal(out.tokens, ref.tokens)
     # cache vs recomputation: float32 round-off in different summation orders
     np.testing.assert_allclose(out.token_logprobs, ref.token_logprobs, rtol=1e-5, atol=1e-5)
@@ -65,8 +71,9 @@ def test_left_padded_batch_equals_rows_alone(lm):
     batched = generate(None, graphdef, state, prompt, max_new_tokens=5, prompt_mask=mask)
     alone = generate(None, graphdef, state, prompt[:1, 3:], max_new_tokens=5)
     np.testing.assert_array_equal(batched.tokens[0], alone.tokens[0])
-    np.testing.assert_allclose(batched.token_logprobs[0], alone.token_logprobs[0], rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        batched.token_logprobs[0], alone.token_logprobs[0], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_sampling_is_reproducible_and_key_dependent(lm):
@@ -78,8 +85,9 @@ def test_sampling_is_reproducible_and_key_dependent(lm):
     c = generate(jax.random.key(1), graphdef, state, prompt, **kw)
     np.testing.assert_array_equal(a.tokens, b.tokens)
     assert not np.array_equal(a.tokens, c.tokens)
-    top1 = generate(jax.random.key(0), graphdef, state, prompt, max_new_tokens=10,
-                    temperature=1.0, top_k=1)
+    top1 = generate(
+        jax.random.key(0), graphdef, state, prompt, max_new_tokens=10, temperature=1.0, top_k=1
+    )
     greedy = generate(None, graphdef, state, prompt, max_new_tokens=10)
     np.testing.assert_array_equal(top1.tokens, greedy.tokens)
 
@@ -121,8 +129,11 @@ def test_generate_compiles_once(lm):
         out = generate(None, graphdef, new_state, new_prompt, max_new_tokens=3)
         out.tokens.block_until_ready()
     assert c.count == 0
-    assert_no_recompile(lambda: generate(jax.random.key(1), graphdef, state, prompt,
-                                         max_new_tokens=3, temperature=0.7))
+    assert_no_recompile(
+        lambda: generate(
+            jax.random.key(1), graphdef, state, prompt, max_new_tokens=3, temperature=0.7
+        )
+    )
 
 
 def test_generation_validation(lm):
@@ -132,11 +143,13 @@ def test_generation_validation(lm):
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(None, graphdef, state, jnp.zeros((2, 3), jnp.int32), max_new_tokens=0)
     with pytest.raises(ValueError, match="temperature"):
-        generate(None, graphdef, state, jnp.zeros((2, 3), jnp.int32), max_new_tokens=2,
-                 temperature=-1.0)
+        generate(
+            None, graphdef, state, jnp.zeros((2, 3), jnp.int32), max_new_tokens=2, temperature=-1.0
+        )
 
 
 def test_token_logprobs():
     logits = jnp.log(jnp.array([[[0.25, 0.75], [0.5, 0.5]]]))
-    np.testing.assert_allclose(token_logprobs(logits, jnp.array([[1, 0]])),
-                               jnp.log(jnp.array([[0.75, 0.5]])), rtol=1e-6)
+    np.testing.assert_allclose(
+        token_logprobs(logits, jnp.array([[1, 0]])), jnp.log(jnp.array([[0.75, 0.5]])), rtol=1e-6
+    )

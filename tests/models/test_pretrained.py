@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("tokenizers")
 pytest.importorskip("safetensors")
 
-from lions_jax.models.pretrained import SentenceEncoder, find_minilm  # noqa: E402
+from lions_jax.models.pretrained import SentenceEncoder, find_minilm
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +58,11 @@ def test_unnormalized_mean_pooling_matches(reference):
     enc = SentenceEncoder(normalize=False)
     sents = reference["sentences"]
     pooled = enc.encode([s["text"] for s in sents])
-    np.testing.assert_allclose(pooled, np.asarray([s["mean_pooled"] for s in sents]), rtol=0,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        pooled, np.asarray([s["mean_pooled"] for s in sents]), rtol=0, atol=1e-5
+    )
 
 
 def test_bad_model_dir(tmp_path):
-    with pytest.raises(ValueError, match="has no model.safetensors"):
+    with pytest.raises(ValueError, match=r"has no model\.safetensors"):
         SentenceEncoder(tmp_path)

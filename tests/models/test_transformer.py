@@ -19,8 +19,7 @@ from lions_jax.models import (
 
 LM = LMConfig(vocab_size=37, d_model=32, num_layers=2, num_heads=4, max_len=64)
 GPT2 = LMConfig.gpt2(vocab_size=37, d_model=32, num_layers=2, num_heads=4, max_len=64)
-BERT = EncoderConfig.bert(vocab_size=41, d_model=32, num_layers=2, num_heads=4, d_ff=64,
-                          max_len=32)
+BERT = EncoderConfig.bert(vocab_size=41, d_model=32, num_layers=2, num_heads=4, d_ff=64, max_len=32)
 
 
 def jitted(model, method="__call__"):
@@ -40,7 +39,8 @@ def test_mlp_shapes_validation_and_ensemble():
     # an ensemble is a vmap over keys of the constructor's state
     graphdef = nnx.graphdef(mlp)
     states = jax.vmap(lambda k: nnx.state(MLP(5, (7,), 3, rngs=nnx.Rngs(k))))(
-        jax.random.split(jax.random.key(0), 4))
+        jax.random.split(jax.random.key(0), 4)
+    )
     out = jax.vmap(lambda s, x: nnx.merge(graphdef, s)(x), in_axes=(0, None))(states, jnp.ones(5))
     assert out.shape == (4, 3) and len(np.unique(np.asarray(out[:, 0]))) == 4
 
@@ -49,21 +49,25 @@ def test_mlp_shapes_validation_and_ensemble():
 @given(m=st.integers(0, 50), n=st.integers(0, 50), shift=st.integers(-20, 20))
 def test_rope_scores_depend_on_relative_position_only(m, n, shift):
     q, k = jax.random.normal(jax.random.key(0), (2, 1, 1, 1, 8))
+
     def score(i, j):
         qi = apply_rope(q, jnp.array([[i]]))
         kj = apply_rope(k, jnp.array([[j]]))
         return float(jnp.sum(qi * kj))
+
     # float32 angles of positions up to 70: round-off ~1e-5 relative
-    np.testing.assert_allclose(score(m + 20, n + 20), score(m + 20 + shift, n + 20 + shift),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        score(m + 20, n + 20), score(m + 20 + shift, n + 20 + shift), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_rope_is_a_rotation():
     x = jax.random.normal(jax.random.key(1), (2, 5, 3, 8))
     pos = jnp.tile(jnp.arange(5), (2, 1))
     y = apply_rope(x, pos)
-    np.testing.assert_allclose(jnp.linalg.norm(y, axis=-1), jnp.linalg.norm(x, axis=-1),
-                               rtol=1e-5, atol=0)
+    np.testing.assert_allclose(
+        jnp.linalg.norm(y, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-5, atol=0
+    )
     np.testing.assert_array_equal(y[:, 0], x[:, 0])  # position 0 is the identity
     with pytest.raises(ValueError, match="even"):
         apply_rope(jnp.ones((1, 1, 1, 3)), jnp.zeros((1, 1), jnp.int32))
@@ -81,8 +85,7 @@ def test_lm_is_causal_and_left_padding_invariant(cfg):
     # left-pad row 0 by 3 tokens: real positions give the same logits
     padded = jnp.concatenate([jnp.zeros((2, 3), toks.dtype), toks], axis=1)
     mask = jnp.concatenate([jnp.zeros((2, 3), bool), jnp.ones((2, 10), bool)], axis=1)
-    np.testing.assert_allclose(lm(padded, attention_mask=mask)[:, 3:], logits, rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(lm(padded, attention_mask=mask)[:, 3:], logits, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("cfg", [LM, GPT2], ids=["rope-rms-swiglu", "gpt2"])
@@ -158,8 +161,9 @@ def test_pluggable_attention_function_is_used():
 
 
 def test_vit_patch_embedding():
-    cfg = EncoderConfig.vit(image_size=16, patch_size=4, num_channels=3, d_model=32,
-                            num_layers=1, num_heads=4, d_ff=64)
+    cfg = EncoderConfig.vit(
+        image_size=16, patch_size=4, num_channels=3, d_model=32, num_layers=1, num_heads=4, d_ff=64
+    )
     vit = TransformerEncoder(cfg, rngs=nnx.Rngs(0))
     out = jitted(vit)(images=jnp.ones((2, 16, 16, 3)))
     assert out.shape == (2, 17, 32)  # 16 patches + class token
