@@ -133,8 +133,7 @@ def _run_one(
         f"{'resuming' if resuming else 'running'} {exp.name} ({preset}) in {out_dir}",
         file=sys.stderr,
     )
-    kwargs = {"progress": progress} if "progress" in exp.run.__code__.co_varnames else {}
-    return exp.run(cfg, out_dir, **kwargs)
+    return exp.run(cfg, out_dir, progress=progress)
 
 
 def _cmd_list() -> int:

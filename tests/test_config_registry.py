@@ -90,7 +90,7 @@ def _exp(**kw):
         description="A toy.",
         config_type=Cfg,
         presets={"quick": Cfg(), "paper": Cfg(num_seeds=10)},
-        run=lambda cfg, out: {},
+        run=lambda cfg, out, progress=True: {},
     )
     args.update(kw)
     return registry.Experiment(**args)
@@ -119,6 +119,8 @@ def test_experiment_validation():
 
     with pytest.raises(ValueError, match="frozen"):
         _exp(config_type=Mutable, presets={"quick": Mutable(), "paper": Mutable()})
+    with pytest.raises(ValueError, match="`progress` keyword"):
+        _exp(run=lambda cfg, out: {})
     with pytest.raises(ValueError, match="no preset 'huge'"):
         _exp().preset("huge")
 

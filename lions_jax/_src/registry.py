@@ -11,6 +11,7 @@ and cannot be imported is reported by :func:`unavailable` instead of breaking th
 
 import dataclasses
 import importlib
+import inspect
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -46,7 +47,7 @@ class Experiment:
       description: one line shown by ``lions-jax list`` and in the report.
       config_type: the frozen, keyword-only dataclass type of its config.
       presets: at least ``"quick"`` and ``"paper"``, each an instance of ``config_type``.
-      run: ``run(cfg, out_dir) -> dict`` writes ``metrics.jsonl``, ``results.json``, ``table.md``
+      run: ``run(cfg, out_dir, *, progress=True) -> dict`` writes ``metrics.jsonl``, ``results.json``, ``table.md``
         and plots into ``out_dir`` and returns the results dict. Calling it again on a folder
         holding checkpoints of an unfinished run resumes that run.
     """
@@ -73,6 +74,11 @@ class Experiment:
         missing = [f for f in REQUIRED_FIELDS if f not in names]
         if missing:
             raise ValueError(f"experiment {self.name!r}: config lacks field(s) {missing}")
+        run_params = inspect.signature(self.run).parameters
+        if "progress" not in run_params and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in run_params.values()
+        ):
+            raise ValueError(f"experiment {self.name!r}: run must accept a `progress` keyword")
         for p in REQUIRED_PRESETS:
             if p not in self.presets:
                 raise ValueError(f"experiment {self.name!r}: missing preset {p!r}")
