@@ -36,7 +36,7 @@ def main() -> None:
     if args.tiny:
         settings = [dict(d=32, layers=2, heads=4, batch=2, prompt=8, new=8)]
     elif args.device == "cpu":
-        settings = [dict(d=256, layers=4, heads=4, batch=4, prompt=64, new=64)]
+        settings = [dict(d=256, layers=4, heads=4, batch=4, prompt=32, new=32)]
     else:
         settings = [
             dict(d=768, layers=12, heads=12, batch=8, prompt=128, new=128),

@@ -30,6 +30,16 @@ def main() -> None:
             baselines=False,
         )
         seed_counts = (2, 4)
+    elif args.device == "cpu":
+        cfg = mlp_digits.Config(
+            hidden=(128, 128),
+            num_steps=500,
+            log_every=250,
+            checkpoint_every=250,
+            batch_size=128,
+            baselines=False,
+        )
+        seed_counts = (1, 8, 32)
     else:
         cfg = mlp_digits.Config(
             hidden=(256, 256),
@@ -39,7 +49,7 @@ def main() -> None:
             batch_size=128,
             baselines=False,
         )
-        seed_counts = (1, 8, 64) if args.device == "cpu" else (1, 8, 64, 256)
+        seed_counts = (1, 8, 64, 256)
     train = mlp_digits.make_train(cfg)
     single, single_compile_s, single_mem = _common.compile_fn(train, jax.random.key(0))
     for n in seed_counts:
