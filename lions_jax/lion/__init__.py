@@ -1,0 +1,30 @@
+"""LION: bidirectional linear attention (arXiv 2502.16249) — parallel, recurrent and chunked forms.
+
+Official code: https://github.com/LIONS-EPFL/LION
+"""
+
+from lions_jax.lion.core import (
+    FORMS,
+    column_snake_order,
+    elu_feature_map,
+    invert_order,
+    lion_attention,
+    lion_attention_multiorder,
+    lion_mask,
+    silu_feature_map,
+    snake_order,
+    with_cls_order,
+)
+
+__all__ = [
+    "FORMS",
+    "column_snake_order",
+    "elu_feature_map",
+    "invert_order",
+    "lion_attention",
+    "lion_attention_multiorder",
+    "lion_mask",
+    "silu_feature_map",
+    "snake_order",
+    "with_cls_order",
+]
