@@ -225,7 +225,7 @@ def test_jit_vmap_and_no_recompile():
 
 
 def test_validation():
-    q, k, v, decays = inputs(5, dtype=jnp.float32)
+    q, k, v, _ = inputs(5, dtype=jnp.float32)
     with raises_invalid("q: expected"):
         lion_attention(q[0], k[0], v[0])
     with raises_invalid("k: shape"):
