@@ -15,15 +15,20 @@ from lions_jax.lion.core import (
     snake_order,
     with_cls_order,
 )
+from lions_jax.lion.modules import LionAttention, lion_mlm_encoder, lion_vit, natural_orders
 
 __all__ = [
     "FORMS",
+    "LionAttention",
     "column_snake_order",
     "elu_feature_map",
     "invert_order",
     "lion_attention",
     "lion_attention_multiorder",
     "lion_mask",
+    "lion_mlm_encoder",
+    "lion_vit",
+    "natural_orders",
     "silu_feature_map",
     "snake_order",
     "with_cls_order",

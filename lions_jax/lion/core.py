@@ -377,11 +377,12 @@ def lion_attention(
         ``chunk_size < 1``, negative ``eps``.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> import functools, jax, jax.numpy as jnp
         >>> q, k, v = jax.random.uniform(jax.random.key(0), (3, 2, 10, 4, 8))
         >>> log_decay = jnp.log(jnp.full((4,), 0.9))  # LION-D
-        >>> y_par = lion_attention(q, k, v, log_decay, form="parallel")
-        >>> y_chk = lion_attention(q, k, v, log_decay, form="chunked", chunk_size=3)
+        >>> parallel = jax.jit(lion_attention)
+        >>> chunked = jax.jit(functools.partial(lion_attention, form="chunked", chunk_size=3))
+        >>> y_par, y_chk = parallel(q, k, v, log_decay), chunked(q, k, v, log_decay)
         >>> bool(jnp.allclose(y_par, y_chk, rtol=1e-5, atol=1e-6))
         True
     """

@@ -15,6 +15,7 @@ from jaxtyping import Array, Bool, Float, Int
 __all__ = [
     "ACTIVATIONS",
     "AttentionFn",
+    "AttentionModuleFactory",
     "FeedForward",
     "SelfAttention",
     "apply_rope",
@@ -33,6 +34,8 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 # The signature of ``jax.nn.dot_product_attention``: (q, k, v, bias=None, mask=None, ...) on
 # (batch, seq, heads, head_dim) arrays, ``mask`` boolean and broadcastable to (B, N, T, S).
 AttentionFn = Callable[..., jax.Array]
+# Builds one layer's attention sub-layer: rngs -> module(x, mask=...) -> (batch, seq, d_model).
+AttentionModuleFactory = Callable[[nnx.Rngs], nnx.Module]
 
 
 def apply_rope(

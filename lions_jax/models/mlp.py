@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float
 
 __all__ = ["MLP"]
@@ -44,8 +45,8 @@ class MLP(nnx.Module):
         *,
         activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
         use_bias: bool = True,
-        param_dtype: jnp.dtype = jnp.float32,
-        dtype: jnp.dtype | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        dtype: DTypeLike | None = None,
         rngs: nnx.Rngs,
     ):
         widths = [int(in_features), *(int(h) for h in hidden), int(out_features)]

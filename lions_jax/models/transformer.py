@@ -14,7 +14,14 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
-from lions_jax.models.layers import Activation, AttentionFn, FeedForward, SelfAttention, make_norm
+from lions_jax.models.layers import (
+    Activation,
+    AttentionFn,
+    AttentionModuleFactory,
+    FeedForward,
+    SelfAttention,
+    make_norm,
+)
 
 __all__ = [
     "EncoderConfig",
@@ -406,6 +413,7 @@ class EncoderConfig:
       embedding_norm: LayerNorm after summing the embeddings (BERT).
       patch_size, image_size, num_channels: ViT patch embedding (``patch_size`` None: tokens only).
       cls_token: prepend a learned class token to the patches.
+      position_embedding: add learned absolute position embeddings (LION's ViTs run without).
       pooler: BERT's ``tanh(W h_[CLS] + b)`` pooler.
       dtype, param_dtype: computation and parameter dtypes.
     """
@@ -427,6 +435,7 @@ class EncoderConfig:
     image_size: int | None = None
     num_channels: int = 3
     cls_token: bool = False
+    position_embedding: bool = True
     pooler: bool = False
     dtype: str | None = None
     param_dtype: str = "float32"
@@ -529,16 +538,26 @@ class EncoderConfig:
 class EncoderBlock(nnx.Module):
     """Bidirectional block, post-LN (BERT) or pre-LN (ViT)."""
 
-    def __init__(self, cfg: EncoderConfig, *, attention_fn: AttentionFn, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        *,
+        attention_fn: AttentionFn,
+        attention_module: AttentionModuleFactory | None = None,
+        rngs: nnx.Rngs,
+    ):
         kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs)
-        self.attn = SelfAttention(
-            cfg.d_model,
-            cfg.num_heads,
-            cfg.resolved_head_dim,
-            use_bias=cfg.use_bias,
-            attention_fn=attention_fn,
-            **kw,
-        )
+        if attention_module is not None:
+            self.attn = attention_module(rngs)
+        else:
+            self.attn = SelfAttention(
+                cfg.d_model,
+                cfg.num_heads,
+                cfg.resolved_head_dim,
+                use_bias=cfg.use_bias,
+                attention_fn=attention_fn,
+                **kw,
+            )
         self.attn_norm = make_norm(
             "layer",
             cfg.d_model,
@@ -565,11 +584,15 @@ class EncoderBlock(nnx.Module):
         )
         self.post = cfg.norm_placement == "post"
 
+    def _attend(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+        out = self.attn(x, mask=mask)
+        return out[0] if isinstance(out, tuple) else out
+
     def __call__(self, x: jax.Array, *, mask: jax.Array | None) -> jax.Array:
         if self.post:
-            x = self.attn_norm(x + self.attn(x, mask=mask)[0])
+            x = self.attn_norm(x + self._attend(x, mask))
             return self.mlp_norm(x + self.mlp(x))
-        x = x + self.attn(self.attn_norm(x), mask=mask)[0]
+        x = x + self._attend(self.attn_norm(x), mask)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -580,8 +603,12 @@ class TransformerEncoder(nnx.Module):
       config: the architecture.
       attention_fn: any function with the signature of ``jax.nn.dot_product_attention`` on
         (batch, seq, heads, head_dim) arrays, called as ``attention_fn(q, k, v, mask=mask)`` with
-        ``mask`` of shape (batch, 1, 1, seq) or None. Softmax attention by default; LION's
-        linear attention plugs in here.
+        ``mask`` of shape (batch, 1, 1, seq) or None. Softmax attention by default.
+      attention_module: alternatively, a factory ``rngs -> nnx.Module`` building each layer's
+        whole attention sub-layer (projections included), called as ``module(x, mask=mask)`` on
+        (batch, seq, d_model) and returning (batch, seq, d_model). Attention with its own
+        parameters (e.g. LION's learned decays, :class:`lions_jax.lion.LionAttention`) plugs in
+        here.
       rngs: initialisation keys.
 
     Example:
@@ -598,6 +625,7 @@ class TransformerEncoder(nnx.Module):
         config: EncoderConfig,
         *,
         attention_fn: AttentionFn = jax.nn.dot_product_attention,
+        attention_module: AttentionModuleFactory | None = None,
         rngs: nnx.Rngs,
     ):
         cfg = config
@@ -619,7 +647,9 @@ class TransformerEncoder(nnx.Module):
         self.cls = (
             nnx.Param(jnp.zeros((1, 1, cfg.d_model), cfg.param_dtype)) if cfg.cls_token else None
         )
-        self.pos_embed = nnx.Embed(cfg.max_len, cfg.d_model, **kw)
+        self.pos_embed = (
+            nnx.Embed(cfg.max_len, cfg.d_model, **kw) if cfg.position_embedding else None
+        )
         self.type_embed = (
             nnx.Embed(cfg.type_vocab_size, cfg.d_model, **kw) if cfg.type_vocab_size else None
         )
@@ -636,7 +666,12 @@ class TransformerEncoder(nnx.Module):
             else None
         )
         self.blocks = nnx.List(
-            [EncoderBlock(cfg, attention_fn=attention_fn, rngs=rngs) for _ in range(cfg.num_layers)]
+            [
+                EncoderBlock(
+                    cfg, attention_fn=attention_fn, attention_module=attention_module, rngs=rngs
+                )
+                for _ in range(cfg.num_layers)
+            ]
         )
         self.final_norm = (
             make_norm(
@@ -686,7 +721,8 @@ class TransformerEncoder(nnx.Module):
         t = x.shape[1]
         if t > cfg.max_len:
             raise ValueError(f"sequence length {t} exceeds max_len {cfg.max_len}")
-        x = x + self.pos_embed(jnp.arange(t))[None]
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(jnp.arange(t))[None]
         if self.type_embed is not None:
             types = jnp.zeros(x.shape[:2], jnp.int32) if token_type_ids is None else token_type_ids
             x = x + self.type_embed(types)
