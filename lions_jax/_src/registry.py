@@ -28,7 +28,10 @@ __all__ = [
 ]
 
 # One entry per experiment module; method issues append theirs.
-EXPERIMENT_MODULES: tuple[str, ...] = ("lions_jax.examples.mlp_digits",)
+EXPERIMENT_MODULES: tuple[str, ...] = (
+    "lions_jax.examples.mlp_digits",
+    "lions_jax.lion.experiment",
+)
 
 REQUIRED_PRESETS = ("quick", "paper")
 REQUIRED_FIELDS = ("seed", "num_seeds")

@@ -163,19 +163,6 @@ def _mm(spec: str, a: jax.Array, b: jax.Array, acc: jnp.dtype) -> jax.Array:
     return jnp.einsum(spec, a, b, preferred_element_type=acc)
 
 
-def _parallel(q, k, v, x, acc):
-    """(num (L, dv), den (L,)) of the masked parallel form; LIT (x None) uses Q (K^T V)."""
-    if x is None:
-        kv = _mm("ld,le->de", k, v, acc)
-        num = _mm("ld,de->le", q, kv.astype(q.dtype), acc)
-        den = _mm("ld,d->l", q, jnp.sum(k.astype(acc), axis=0).astype(q.dtype), acc)
-        return num, den
-    mask = jnp.exp(_log_mask(x.astype(acc)))
-    scores = _mm("id,jd->ij", q, k, acc) * mask
-    num = _mm("ij,je->ie", scores.astype(v.dtype), v, acc)
-    return num, jnp.sum(scores, axis=-1)
-
-
 def _scan_direction(q, k, v1, decay_in, acc, reverse):
     """``out_i = q_i S_i`` with ``S_i = exp(decay_in_i) S_prev + k_i v1_i^T`` in scan order."""
 
@@ -247,9 +234,6 @@ def _chunked(q, k, v1, x, chunk, acc):
 
 def _num_den_one(q, k, v, x, *, form: str, chunk_size: int, normalize: bool, acc):
     """(num (L, dv), den (L,) or None) for one (batch, head)."""
-    if form == "parallel":
-        num, den = _parallel(q, k, v, x, acc)
-        return num, (den if normalize else None)
     v1 = jnp.concatenate([v, jnp.ones_like(v[:, :1])], axis=-1) if normalize else v
     if form == "recurrent":
         fwd, bwd = _recurrent(q, k, v1, x, acc)
@@ -309,8 +293,29 @@ def _per_head_decay(log_decay, b, n, h):
     return jnp.swapaxes(log_decay, 1, 2)
 
 
+def _parallel_batched(q, k, v, log_decay, acc):
+    """Parallel form on whole (B, L, H, d) arrays; a LION-D mask is built once per head."""
+    if log_decay is None:
+        kv = _mm("blhd,blhe->bhde", k, v, acc)
+        num = _mm("blhd,bhde->blhe", q, kv.astype(q.dtype), acc)
+        den = _mm("blhd,bhd->blh", q, jnp.sum(k.astype(acc), axis=1).astype(q.dtype), acc)
+        return num, den
+    n = q.shape[1]
+    if log_decay.ndim == 1:  # (H,): one Toeplitz mask per head, shared by the batch
+        x = jnp.broadcast_to(log_decay.astype(acc)[:, None], (log_decay.shape[0], n))
+        mask = jnp.exp(_log_mask(x))[None]  # (1, H, L, L)
+    else:
+        mask = jnp.exp(_log_mask(jnp.swapaxes(log_decay.astype(acc), 1, 2)))  # (B, H, L, L)
+    scores = _mm("blhd,bmhd->bhlm", q, k, acc) * mask
+    num = _mm("bhlm,bmhe->blhe", scores.astype(v.dtype), v, acc)
+    return num, jnp.swapaxes(jnp.sum(scores, axis=-1), 1, 2)
+
+
 def _lion_num_den(q, k, v, log_decay, *, form, chunk_size, normalize, acc):
     """Batched (num (B, L, H, dv), den (B, L, H) or None)."""
+    if form == "parallel":
+        num, den = _parallel_batched(q, k, v, log_decay, acc)
+        return num, (den if normalize else None)
     b, n, h, _ = q.shape
     x = _per_head_decay(log_decay, b, n, h)
     qt, kt, vt = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, H, L, d)
