@@ -341,7 +341,7 @@ def run_digits(cfg: DigitsConfig, out_dir: Path, *, progress: bool = True) -> di
     table = results.markdown_table(headers, rows)
     table += (
         f"\nMean ± std over {cfg.num_seeds} seeds; {cfg.num_steps} AdamW steps, "
-        f"{cfg.num_layers} layers, width {cfg.d_model}, {cfg.num_heads} heads, "
+        f"{cfg.num_layers} layer(s), width {cfg.d_model}, {cfg.num_heads} heads, "
         f"LION form `{cfg.form}`. 1,347 train / 450 test digits. A CPU-sized toy: the "
         f"paper's setting is ImageNet-1k at 86M parameters. Wall {wall:.0f} s.\n"
     )
