@@ -160,6 +160,14 @@ def lion_mask(
 # One (batch, head): numerator and normaliser of each form
 # ============================================================================================
 def _mm(spec: str, a: jax.Array, b: jax.Array, acc: jnp.dtype) -> jax.Array:
+    """Matmul with ``acc`` accumulation; low-precision operands stay low-precision on GPU/TPU.
+
+    XLA:CPU cannot run every bf16 x bf16 -> f32 dot ("Unsupported element type for
+    DotThunk"), so on the CPU backend the operands are upcast instead (same result up to the
+    operand rounding that already happened).
+    """
+    if jax.default_backend() == "cpu":
+        a, b = a.astype(jnp.promote_types(a.dtype, acc)), b.astype(jnp.promote_types(b.dtype, acc))
     return jnp.einsum(spec, a, b, preferred_element_type=acc)
 
 
