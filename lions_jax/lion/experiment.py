@@ -166,6 +166,47 @@ def _run_variants(names, make_parts, *, cfg, out_dir: Path, progress: bool, desc
     return finals, curves
 
 
+def _report(
+    name,
+    cfg,
+    out_dir: Path,
+    finals,
+    curves,
+    *,
+    groups,
+    metric: str,
+    label: str,
+    note: str,
+    wall: float,
+) -> dict[str, Any]:
+    """Table (variants x groups, mean ± std), one plot per group, results.json."""
+    summary = {run: results.summarize(f[metric]) for run, f in finals.items()}
+    rows = [
+        [v, *[results.format_mean_std(summary[f"{g}/{v}"], 3) for g in groups]]
+        for v in cfg.variants
+    ]
+    table = results.markdown_table(["variant", *[f"{g} {label}" for g in groups]], rows)
+    results.atomic_write_text(out_dir / results.TABLE_FILE, table + note)
+    for g in groups:
+        results.plot_curves(
+            out_dir / f"{metric}_{g}.png",
+            curves[f"{g}/{cfg.variants[0]}"]["step"],
+            {v: curves[f"{g}/{v}"][metric] for v in cfg.variants},
+            xlabel="step",
+            ylabel=metric.replace("_", " "),
+            title=f"{name} ({g})",
+        )
+    out = {
+        "experiment": name,
+        "config": config_to_dict(cfg),
+        metric: summary,
+        "wall_time_s": wall,
+        "environment": results.environment_info(),
+    }
+    results.atomic_write_json(out_dir / results.RESULTS_FILE, out)
+    return out
+
+
 # ============================================================================================
 # lion-digits
 # ============================================================================================
@@ -332,39 +373,24 @@ def run_digits(cfg: DigitsConfig, out_dir: Path, *, progress: bool = True) -> di
         desc="lion-digits",
     )
     wall = time.perf_counter() - t0
-    summary = {name: results.summarize(f["test_accuracy"]) for name, f in finals.items()}
-    headers = ["variant", *[f"{s} test acc." for s in cfg.token_setups]]
-    rows = [
-        [v, *[results.format_mean_std(summary[f"{s}/{v}"], 3) for s in cfg.token_setups]]
-        for v in cfg.variants
-    ]
-    table = results.markdown_table(headers, rows)
-    table += (
+    note = (
         f"\nMean ± std over {cfg.num_seeds} seeds; {cfg.num_steps} AdamW steps, "
         f"{cfg.num_layers} layer(s), width {cfg.d_model}, {cfg.num_heads} heads, "
         f"LION form `{cfg.form}`. 1,347 train / 450 test digits. A CPU-sized toy: the "
         f"paper's setting is ImageNet-1k at 86M parameters. Wall {wall:.0f} s.\n"
     )
-    results.atomic_write_text(out_dir / results.TABLE_FILE, table)
-    for setup in cfg.token_setups:
-        step = curves[f"{setup}/{cfg.variants[0]}"]["step"]
-        results.plot_curves(
-            out_dir / f"test_accuracy_{setup}.png",
-            step,
-            {v: curves[f"{setup}/{v}"]["test_accuracy"] for v in cfg.variants},
-            xlabel="step",
-            ylabel="test accuracy",
-            title=f"lion-digits ({setup})",
-        )
-    out = {
-        "experiment": "lion-digits",
-        "config": config_to_dict(cfg),
-        "test_accuracy": summary,
-        "wall_time_s": wall,
-        "environment": results.environment_info(),
-    }
-    results.atomic_write_json(out_dir / results.RESULTS_FILE, out)
-    return out
+    return _report(
+        "lion-digits",
+        cfg,
+        out_dir,
+        finals,
+        curves,
+        groups=cfg.token_setups,
+        metric="test_accuracy",
+        label="test acc.",
+        note=note,
+        wall=wall,
+    )
 
 
 # ============================================================================================
@@ -578,40 +604,24 @@ def run_mlm(cfg: MLMConfig, out_dir: Path, *, progress: bool = True) -> dict[str
         desc="lion-mlm",
     )
     wall = time.perf_counter() - t0
-    summary = {name: results.summarize(f["masked_accuracy"]) for name, f in finals.items()}
-    headers = ["variant", *[f"{t} masked acc." for t in cfg.tasks]]
-    rows = [
-        [v, *[results.format_mean_std(summary[f"{t}/{v}"], 3) for t in cfg.tasks]]
-        for v in cfg.variants
-    ]
-    table = results.markdown_table(headers, rows)
-    chance = 1.0 / cfg.vocab_size
-    table += (
+    note = (
         f"\nMasked-token accuracy on {cfg.eval_size} fixed evaluation sequences (L = "
         f"{cfg.seq_len}, vocabulary {cfg.vocab_size}, {cfg.mask_prob:.0%} masked; chance "
-        f"{chance:.3f}); mean ± std over {cfg.num_seeds} seeds, {cfg.num_steps} steps. "
-        f"Synthetic stand-in for the paper's C4 pretraining. Wall {wall:.0f} s.\n"
+        f"{1.0 / cfg.vocab_size:.3f}); mean ± std over {cfg.num_seeds} seeds, {cfg.num_steps} "
+        f"steps. Synthetic stand-in for the paper's C4 pretraining. Wall {wall:.0f} s.\n"
     )
-    results.atomic_write_text(out_dir / results.TABLE_FILE, table)
-    for task in cfg.tasks:
-        step = curves[f"{task}/{cfg.variants[0]}"]["step"]
-        results.plot_curves(
-            out_dir / f"masked_accuracy_{task}.png",
-            step,
-            {v: curves[f"{task}/{v}"]["masked_accuracy"] for v in cfg.variants},
-            xlabel="step",
-            ylabel="masked-token accuracy",
-            title=f"lion-mlm ({task})",
-        )
-    out = {
-        "experiment": "lion-mlm",
-        "config": config_to_dict(cfg),
-        "masked_accuracy": summary,
-        "wall_time_s": wall,
-        "environment": results.environment_info(),
-    }
-    results.atomic_write_json(out_dir / results.RESULTS_FILE, out)
-    return out
+    return _report(
+        "lion-mlm",
+        cfg,
+        out_dir,
+        finals,
+        curves,
+        groups=cfg.tasks,
+        metric="masked_accuracy",
+        label="masked acc.",
+        note=note,
+        wall=wall,
+    )
 
 
 registry.register(
