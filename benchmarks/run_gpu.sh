@@ -4,6 +4,7 @@
 #
 #   benchmarks/run_gpu.sh                 # --device gpu, full shapes
 #   DEVICE=cpu TINY=1 benchmarks/run_gpu.sh   # tiny CPU smoke run of the same scripts
+#   BENCHES="scion lion" benchmarks/run_gpu.sh # only these, in this order
 #
 # A script that fails or overruns is reported and the others still run; the exit status is
 # non-zero if any failed.
@@ -20,7 +21,13 @@ EXTRA=()
 mkdir -p "$OUT_DIR"
 start=$(date +%s)
 status=0
-for bench in benchmarks/*_bench.py; do
+if [ -n "${BENCHES:-}" ]; then
+  LIST=()
+  for b in $BENCHES; do LIST+=("benchmarks/${b}_bench.py"); done
+else
+  LIST=(benchmarks/*_bench.py)
+fi
+for bench in "${LIST[@]}"; do
   left=$((BUDGET - ($(date +%s) - start)))
   if [ "$left" -le 5 ]; then
     echo "run_gpu.sh: budget of ${BUDGET}s spent; skipped $bench" >&2

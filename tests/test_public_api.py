@@ -5,7 +5,7 @@ import inspect
 
 import pytest
 
-PUBLIC = ["lions_jax.models", "lions_jax.data"]
+PUBLIC = ["lions_jax.models", "lions_jax.data", "lions_jax.lion", "lions_jax.scion"]
 
 
 @pytest.mark.parametrize("name", PUBLIC)

@@ -31,6 +31,7 @@ __all__ = [
 EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.examples.mlp_digits",
     "lions_jax.lion.experiment",
+    "lions_jax.scion.experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")

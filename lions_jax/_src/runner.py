@@ -28,13 +28,13 @@ from lions_jax._src import checkpoint, results
 __all__ = ["run_chunked", "scan_chunks", "seed_keys"]
 
 State = Any
-InitFn = Callable[[jax.Array], State]
+InitFn = Callable[[Any], State]
 ChunkFn = Callable[[State], tuple[State, dict[str, jax.Array]]]
 
 CHECKPOINT_DIR = "checkpoints"
 
 
-def scan_chunks(init_fn: InitFn, chunk_fn: ChunkFn, num_chunks: int) -> Callable[[jax.Array], Any]:
+def scan_chunks(init_fn: InitFn, chunk_fn: ChunkFn, num_chunks: int) -> Callable[[Any], Any]:
     """``train(key) -> (final_state, metrics)`` running ``num_chunks`` chunks in one ``lax.scan``.
 
     ``metrics`` holds every chunk's metrics stacked on a leading axis of length ``num_chunks``.
@@ -42,7 +42,7 @@ def scan_chunks(init_fn: InitFn, chunk_fn: ChunkFn, num_chunks: int) -> Callable
     if num_chunks < 1:
         raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
 
-    def train(key: jax.Array) -> tuple[State, dict[str, jax.Array]]:
+    def train(key: Any) -> tuple[State, dict[str, jax.Array]]:
         state = init_fn(key)
         return jax.lax.scan(lambda s, _: chunk_fn(s), state, None, length=num_chunks)
 
@@ -53,7 +53,7 @@ def run_chunked(
     *,
     init_fn: InitFn,
     chunk_fn: ChunkFn,
-    keys: jax.Array,
+    keys: Any,
     num_chunks: int,
     steps_per_chunk: int,
     out_dir: str | os.PathLike,
@@ -67,7 +67,9 @@ def run_chunked(
     Args:
       init_fn: ``key -> state`` for one seed.
       chunk_fn: ``state -> (state, metrics)`` for one seed; metrics is a dict of scalars.
-      keys: typed PRNG keys, shape ``(num_seeds,)``.
+      keys: typed PRNG keys, shape ``(num_runs,)``, or a pytree of arrays with that leading
+        axis (e.g. ``(keys, learning_rates)`` to vmap a hyperparameter grid); ``init_fn`` gets
+        one slice.
       num_chunks: chunks to run in total.
       steps_per_chunk: training steps per chunk (the ``step`` logged after chunk ``c`` is
         ``(c + 1) * steps_per_chunk``).
@@ -81,9 +83,11 @@ def run_chunked(
       ``(final_state, rows)``: the stacked final state and every metrics row of the run (including
       rows written before a resume).
     """
-    if keys.ndim != 1:
+    leading = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(keys)}
+    if not jax.tree.leaves(keys) or None in leading or len(leading) != 1:
         raise ValueError(
-            f"keys must be a 1-D array of PRNG keys (num_seeds,), got shape {keys.shape}"
+            "keys must be a 1-D array of PRNG keys (num_runs,) or a pytree of arrays sharing "
+            f"that leading axis; got {jax.tree.map(np.shape, keys)}"
         )
     if num_chunks < 1 or steps_per_chunk < 1 or checkpoint_every < 1:
         raise ValueError("num_chunks, steps_per_chunk and checkpoint_every must all be >= 1")
