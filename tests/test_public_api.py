@@ -5,7 +5,13 @@ import inspect
 
 import pytest
 
-PUBLIC = ["lions_jax.models", "lions_jax.data", "lions_jax.lion", "lions_jax.scion"]
+PUBLIC = [
+    "lions_jax.models",
+    "lions_jax.data",
+    "lions_jax.lion",
+    "lions_jax.scion",
+    "lions_jax.sparse24",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC)
