@@ -8,6 +8,7 @@ from lions_jax.scion.core import (
     ScionDimensionNumbers,
     bias_rms_lmo,
     colnorm_lmo,
+    conv_scale,
     default_ns_dtype,
     dual_norm,
     lmo_norm,
@@ -16,6 +17,7 @@ from lions_jax.scion.core import (
     sign_lmo,
     spectral_conv_lmo,
     spectral_lmo,
+    spectral_scale,
 )
 from lions_jax.scion.transform import (
     DEFAULT_GROUPS,
@@ -39,6 +41,7 @@ __all__ = [
     "apply_lmo",
     "bias_rms_lmo",
     "colnorm_lmo",
+    "conv_scale",
     "default_labels",
     "default_ns_dtype",
     "dual_norm",
@@ -52,5 +55,6 @@ __all__ = [
     "sign_lmo",
     "spectral_conv_lmo",
     "spectral_lmo",
+    "spectral_scale",
     "unconstrained_scion",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "ScionDimensionNumbers",
     "bias_rms_lmo",
     "colnorm_lmo",
+    "conv_scale",
     "default_ns_dtype",
     "dual_norm",
     "lmo_norm",
@@ -57,6 +58,7 @@ __all__ = [
     "sign_lmo",
     "spectral_conv_lmo",
     "spectral_lmo",
+    "spectral_scale",
 ]
 
 # Quintic Newton–Schulz coefficients: the modded-nanogpt set (5 steps) and the per-step
@@ -180,6 +182,20 @@ def newton_schulz(
     return X.astype(in_dtype)
 
 
+def spectral_scale(
+    d_in: int, d_out: int, *, normalized: bool = True, clip_max: bool = False
+) -> float:
+    r"""Scale of the spectral sharp operator: :math:`\sqrt{d_{out}/d_{in}}` (or :math:`\sqrt{d_{out}}`
+    unnormalised), floored at 1 with ``clip_max``."""
+    scale = (d_out / d_in) ** 0.5 if normalized else d_out**0.5
+    return max(1.0, scale) if clip_max else scale
+
+
+def conv_scale(shape: tuple[int, ...]) -> float:
+    r"""Scale of the conv sharp operator for a ``(*spatial, c_in, c_out)`` kernel: :math:`\sqrt{c_{out}/c_{in}}/k`."""
+    return (shape[-1] / shape[-2]) ** 0.5 / int(np.prod(shape[:-2]))
+
+
 def spectral_lmo(
     g: Float[Array, "*shape"],
     *,
@@ -199,10 +215,7 @@ def spectral_lmo(
     Muon-style variant of the official MLP recipe).
     """
     mat, back = _to_matrix(g, dimension_numbers)
-    d_in, d_out = mat.shape[-2], mat.shape[-1]
-    scale = (d_out / d_in) ** 0.5 if normalized else d_out**0.5
-    if clip_max:
-        scale = max(1.0, scale)
+    scale = spectral_scale(mat.shape[-2], mat.shape[-1], normalized=normalized, clip_max=clip_max)
     s = newton_schulz(mat, steps=steps, coeffs=coeffs, dtype=ns_dtype, eps=eps)
     return back(s * jnp.asarray(scale, s.dtype))
 
@@ -224,12 +237,10 @@ def spectral_conv_lmo(
     """
     if g.ndim < 3:
         raise ValueError(f"g: expected a conv kernel (*spatial, c_in, c_out), got {g.shape}")
-    c_in, c_out = g.shape[-2], g.shape[-1]
-    taps = int(np.prod(g.shape[:-2]))
     dims = ScionDimensionNumbers(tuple(range(g.ndim - 1)), g.ndim - 1)
     mat, back = _to_matrix(g, dims)
     s = newton_schulz(mat, steps=steps, coeffs=coeffs, dtype=ns_dtype, eps=eps)
-    return back(s * jnp.asarray((c_out / c_in) ** 0.5 / taps, s.dtype))
+    return back(s * jnp.asarray(conv_scale(g.shape), s.dtype))
 
 
 def sign_lmo(g: Float[Array, "*shape"], *, normalized: bool = True) -> Float[Array, "*shape"]:

@@ -33,11 +33,13 @@ from lions_jax.scion.core import (
     ScionDimensionNumbers,
     bias_rms_lmo,
     colnorm_lmo,
+    conv_scale,
     newton_schulz,
     rownorm_lmo,
     sign_lmo,
     spectral_conv_lmo,
     spectral_lmo,
+    spectral_scale,
 )
 
 __all__ = [
@@ -101,6 +103,19 @@ class ScionState(NamedTuple):
     mu: Any
 
 
+def _resolve_kind(kind: str, shape: tuple[int, ...], *, has_dims: bool) -> str:
+    """The concrete norm of ``"auto"`` for a leaf of ``shape`` (see :class:`ScionGroup`)."""
+    if kind != "auto":
+        return kind
+    if len(shape) <= 1:
+        return "bias_rms"
+    if len(shape) >= 4 and not has_dims:
+        if len(shape) > 4:
+            raise ValueError(f"auto LMO: give dimension_numbers for a {len(shape)}-D leaf {shape}")
+        return "spectral_conv"
+    return "spectral"
+
+
 def apply_lmo(
     kind: NormKind,
     g: jax.Array,
@@ -121,15 +136,7 @@ def apply_lmo(
         eps=ns_eps,
     )
     opt = {} if normalized is None else {"normalized": normalized}
-    if kind == "auto":
-        if g.ndim <= 1:
-            kind = "bias_rms"
-        elif g.ndim == 4 and dimension_numbers is None:
-            kind = "spectral_conv"
-        elif g.ndim > 4 and dimension_numbers is None:
-            raise ValueError(f"auto LMO: give dimension_numbers for a {g.ndim}-D leaf {g.shape}")
-        else:
-            kind = "spectral"
+    kind = _resolve_kind(kind, g.shape, has_dims=dimension_numbers is not None)
     if kind == "spectral":
         if g.ndim < 2:
             raise ValueError(f"spectral LMO needs a matrix, got shape {g.shape}")
@@ -533,21 +540,16 @@ def scion_init(
     out = []
     for k, p, lab in zip(keys, leaves, label_leaves):
         grp = groups[lab]
-        kind = grp.norm
-        if kind == "auto":
-            kind = "bias_rms" if p.ndim <= 1 else "spectral_conv" if p.ndim == 4 else "spectral"
+        kind = _resolve_kind(grp.norm, p.shape, has_dims=False)
         if kind == "bias_rms":
             out.append(p)  # biases and norm gains keep their own initialisation
             continue
         if kind == "spectral":
             nz = True if grp.normalized is None else grp.normalized
-            d_in, d_out = p.shape[-2], p.shape[-1]
-            scale = (d_out / d_in) ** 0.5 if nz else d_out**0.5
-            scale = max(1.0, scale) if grp.clip_max else scale
+            scale = spectral_scale(p.shape[-2], p.shape[-1], normalized=nz, clip_max=grp.clip_max)
             w = _orthogonal(k, p.shape, p.dtype) * scale
         elif kind == "spectral_conv":
-            taps = int(np.prod(p.shape[:-2]))
-            w = _orthogonal(k, p.shape, p.dtype) * ((p.shape[-1] / p.shape[-2]) ** 0.5 / taps)
+            w = _orthogonal(k, p.shape, p.dtype) * conv_scale(p.shape)
         elif kind == "sign":
             nz = True if grp.normalized is None else grp.normalized
             w = jax.random.rademacher(k, p.shape, p.dtype) / (p.shape[-2] if nz else 1)
