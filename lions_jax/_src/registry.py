@@ -32,6 +32,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.examples.mlp_digits",
     "lions_jax.lion.experiment",
     "lions_jax.scion.experiment",
+    "lions_jax.sparse24.experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")

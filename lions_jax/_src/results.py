@@ -91,6 +91,37 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def write_outputs(
+    out_dir: str | os.PathLike,
+    *,
+    experiment: str,
+    config: Mapping[str, Any],
+    table: str,
+    rows: Iterable[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    wall_time_s: float,
+) -> dict[str, Any]:
+    """Writes a finished run's ``table.md``, ``metrics.jsonl`` and (last) ``results.json``.
+
+    Returns the results dict: ``experiment``, ``config``, the ``summary`` entries,
+    ``wall_time_s`` and ``environment``.
+    """
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / TABLE_FILE, table)
+    atomic_write_text(
+        out_dir / METRICS_FILE, "".join(json.dumps(to_jsonable(r)) + "\n" for r in rows)
+    )
+    out = {
+        "experiment": experiment,
+        "config": dict(config),
+        **summary,
+        "wall_time_s": wall_time_s,
+        "environment": environment_info(),
+    }
+    atomic_write_json(out_dir / RESULTS_FILE, out)
+    return out
+
+
 def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 120) -> Path:
     """Saves a matplotlib figure as PNG atomically and closes it."""
     import matplotlib.pyplot as plt

@@ -27,7 +27,6 @@ hundred steps, RMSNorm *with* gains and plain GELU (the official model has no ga
 
 import dataclasses
 import itertools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -539,20 +538,15 @@ def run(cfg: ScionGPTConfig, out_dir: Path, *, progress: bool = True) -> dict[st
         f"Muon: optax.contrib.muon on block matrices, AdamW lr {cfg.muon_adam_lr:g} elsewhere. "
         f"Wall {wall:.0f} s.\n"
     )
-    results.atomic_write_text(out_dir / results.TABLE_FILE, "\n".join(lines))
-    results.atomic_write_text(
-        out_dir / results.METRICS_FILE,
-        "".join(json.dumps(results.to_jsonable(r)) + "\n" for r in all_rows),
+    return results.write_outputs(
+        out_dir,
+        experiment="scion-gpt",
+        config=config_to_dict(cfg),
+        table="\n".join(lines),
+        rows=all_rows,
+        summary=summary,
+        wall_time_s=wall,
     )
-    out = {
-        "experiment": "scion-gpt",
-        "config": config_to_dict(cfg),
-        **summary,
-        "wall_time_s": wall,
-        "environment": results.environment_info(),
-    }
-    results.atomic_write_json(out_dir / results.RESULTS_FILE, out)
-    return out
 
 
 registry.register(

@@ -82,24 +82,100 @@ def group_objective(
     return 0.5 * jnp.sum(jnp.square(w - z), axis=-1) + t * e3
 
 
-def _sweeps(a: jax.Array, t: jax.Array, k: int, num_sweeps: int) -> jax.Array:
-    """Coordinate minimisation on the top-``k`` support (k = 3 or 4) of sorted magnitudes ``a``."""
-    active = jnp.arange(4) < k
+def _lanes(x: jax.Array, ax: int) -> list[jax.Array]:
+    """The four entries of every group along ``ax`` as four arrays (strided views, no sort)."""
+    g = x.reshape(*x.shape[:ax], x.shape[ax] // 4, 4, *x.shape[ax + 1 :])
+    return [jax.lax.index_in_dim(g, k, ax + 1, keepdims=False) for k in range(4)]
 
-    def partial(w, i):
-        others = jnp.where((jnp.arange(4) != i) & active, w, 0.0)
-        if k == 3:  # product of the other two active entries
-            return jnp.prod(jnp.where((jnp.arange(4) != i) & active, w, 1.0), axis=-1)
-        s1 = jnp.sum(others, axis=-1)
-        return 0.5 * (s1 * s1 - jnp.sum(others * others, axis=-1))  # e2 of the other three
 
-    def sweep(_, w):
+def _unlanes(lanes: list[jax.Array], ax: int, shape: tuple[int, ...]) -> jax.Array:
+    return jnp.stack(lanes, axis=ax + 1).reshape(shape)
+
+
+def _ranks(a: list[jax.Array]) -> list[jax.Array]:
+    """Rank of each lane in decreasing magnitude order; ties: the earlier lane ranks first."""
+    r = [jnp.zeros(a[0].shape, jnp.int8) for _ in range(4)]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            j_first = (a[j] > a[i]).astype(jnp.int8)  # 1 if j precedes i
+            r[i] = r[i] + j_first
+            r[j] = r[j] + (1 - j_first)
+    return r
+
+
+def _gather_by_rank(vals: list[jax.Array], ranks: list[jax.Array]) -> list[jax.Array]:
+    """``out[i] = vals[ranks[i]]`` lane-wise (the inverse of sorting)."""
+    return [
+        jnp.where(r == 0, vals[0], jnp.where(r == 1, vals[1], jnp.where(r == 2, vals[2], vals[3])))
+        for r in ranks
+    ]
+
+
+def _coordinate_min(
+    s: list[jax.Array], t: jax.Array, k: int, num_sweeps: int, tol: jax.Array
+) -> list[jax.Array]:
+    """Gauss-Seidel coordinate minimisation on the top-``k`` support (k = 3 or 4) of sorted ``s``.
+
+    Each coordinate update is exact (the objective is quadratic-plus-linear in one coordinate),
+    so every sweep decreases the objective; stops after ``num_sweeps`` sweeps or when no entry
+    moved by more than ``tol``.
+    """
+
+    def others(w, i):
+        o = [w[j] for j in range(k) if j != i]
+        if k == 3:  # d/dw_i of w_i w_j w_l: the product of the other two
+            return o[0] * o[1]
+        return o[0] * o[1] + o[0] * o[2] + o[1] * o[2]  # e2 of the other three
+
+    def sweep(carry):
+        sweeps, w, _ = carry
+        w = list(w)
+        delta = jnp.zeros((), s[0].dtype)
         for i in range(k):
-            w = w.at[..., i].set(jnp.maximum(0.0, a[..., i] - t * partial(w, i)))
-        return w
+            new = jnp.maximum(0.0, s[i] - t * others(w, i))
+            delta = jnp.maximum(delta, jnp.max(jnp.abs(new - w[i]), initial=0.0))
+            w[i] = new
+        return sweeps + 1, tuple(w), delta
 
-    w0 = jnp.where(active, a, 0.0)
-    return jax.lax.fori_loop(0, num_sweeps, sweep, w0)
+    def cond(carry):
+        sweeps, _, delta = carry
+        return (sweeps < num_sweeps) & (delta > tol)
+
+    init = (jnp.zeros((), jnp.int32), tuple(s[:k]), jnp.asarray(jnp.inf, s[0].dtype))
+    _, w, _ = jax.lax.while_loop(cond, sweep, init)
+    return [*w, *([jnp.zeros_like(s[0])] * (4 - k))]
+
+
+def _objective_lanes(w: list[jax.Array], s: list[jax.Array], t: jax.Array) -> jax.Array:
+    e3 = w[0] * w[1] * w[2] + w[0] * w[1] * w[3] + w[0] * w[2] * w[3] + w[1] * w[2] * w[3]
+    return 0.5 * sum(jnp.square(wi - si) for wi, si in zip(w, s)) + t * e3
+
+
+def prox_24_lanes(
+    z: list[jax.Array], t: jax.Array, *, num_sweeps: int = 100, tol: jax.Array | float = 0.0
+) -> list[jax.Array]:
+    """:func:`prox_24` on groups given as four same-shape arrays (one per group position).
+
+    The lane layout keeps every operation element-wise on contiguous arrays: the magnitudes are
+    ranked by six comparisons instead of a sort, and the solution is put back by rank.
+    """
+    a = [jnp.abs(zi) for zi in z]
+    ranks = _ranks(a)
+    # sorted magnitudes s[0] >= ... >= s[3]: s[k] is the lane whose rank is k
+    s = [
+        sum(jnp.where(r == k, ai, 0.0) for r, ai in zip(ranks, a)).astype(a[0].dtype)
+        for k in range(4)
+    ]
+    zero = jnp.zeros_like(s[0])
+    c2 = [s[0], s[1], zero, zero]
+    c3 = _coordinate_min(s, t, 3, num_sweeps, tol)
+    c4 = _coordinate_min(s, t, 4, num_sweeps, tol)
+    v2, v3, v4 = (_objective_lanes(c, s, t) for c in (c2, c3, c4))
+    # the smallest objective wins; ties go to the smaller support
+    use3 = v3 < v2
+    use4 = v4 < jnp.minimum(v2, v3)
+    best = [jnp.where(use4, x4, jnp.where(use3, x3, x2)) for x2, x3, x4 in zip(c2, c3, c4)]
+    return [jnp.sign(zi) * wi for zi, wi in zip(z, _gather_by_rank(best, ranks))]
 
 
 def prox_24(
@@ -108,6 +184,7 @@ def prox_24(
     *,
     axis: int = 0,
     num_sweeps: int = 100,
+    tol: float | None = None,
 ) -> Float[Array, "*shape"]:
     r"""Proximal operator of ``lam`` times the 2:4 regulariser, group-wise along ``axis``.
 
@@ -116,7 +193,11 @@ def prox_24(
       lam: the threshold :math:`t \ge 0` (step size times regularisation strength), a scalar.
       axis: the axis along which groups of 4 consecutive entries are formed (default 0: the
         input axis of a Flax ``(d_in, d_out)`` kernel).
-      num_sweeps: coordinate-minimisation sweeps for the 3- and 4-support candidates (static).
+      num_sweeps: the most coordinate-minimisation sweeps for the 3- and 4-support candidates
+        (static).
+      tol: sweeps stop early once no entry moves by more than ``tol``; default
+        ``8 * eps * max|w|`` of the working dtype (float32, or float64 for float64 input), i.e.
+        converged to working precision.
 
     Returns:
       An array of ``w``'s shape and dtype: signs and within-group magnitude order of ``w`` are
@@ -138,22 +219,17 @@ def prox_24(
         raise ValueError(f"lam: expected >= 0, got {lam}")
     if num_sweeps < 1:
         raise ValueError(f"num_sweeps: expected >= 1, got {num_sweeps}")
+    if tol is not None and not tol >= 0:
+        raise ValueError(f"tol: expected >= 0, got {tol}")
     ax = _check_nm(w.shape, axis, 2, 4, "w")
-    g, back = _groups(w, ax, 4)
-    work = jnp.promote_types(g.dtype, jnp.float32)
-    z = g.astype(work)
-    t = jnp.asarray(lam, work)
-    order = jnp.argsort(-jnp.abs(z), axis=-1, stable=True)
-    a = jnp.take_along_axis(jnp.abs(z), order, axis=-1)
-    c2 = jnp.where(jnp.arange(4) < 2, a, 0.0)
-    c3 = _sweeps(a, t, 3, num_sweeps)
-    c4 = _sweeps(a, t, 4, num_sweeps)
-    cands = jnp.stack([c2, c3, c4])
-    vals = group_objective(cands, a[None], t)
-    best = jnp.argmin(vals, axis=0)
-    sol = jnp.take_along_axis(cands, best[None, ..., None], axis=0)[0]
-    out = jnp.put_along_axis(jnp.zeros_like(sol), order, sol, axis=-1, inplace=False)
-    return back((jnp.sign(z) * out).astype(g.dtype))
+    work = jnp.promote_types(w.dtype, jnp.float32)
+    z = _lanes(w.astype(work), ax)
+    if tol is None:
+        tol_ = 8 * jnp.finfo(work).eps * jnp.max(jnp.abs(w), initial=0.0).astype(work)
+    else:
+        tol_ = jnp.asarray(tol, work)
+    out = prox_24_lanes(z, jnp.asarray(lam, work), num_sweeps=num_sweeps, tol=tol_)
+    return _unlanes(out, ax, w.shape).astype(w.dtype)
 
 
 def nm_mask(
