@@ -97,11 +97,11 @@ def bench_matmul(args, shapes, tokens_list, dtype):
     from jax.experimental import sparse
 
     try:
-        from jax.experimental.sparse import nm  # noqa: F401
+        from jax.experimental.sparse import nm
 
         nm_status = "importable"
     except ImportError as e:
-        nm_status = f"not available: {e}"
+        nm, nm_status = None, f"not available: {e}"
     for d_in, d_out in shapes:
         w, _ = layer(d_in, d_out, 8)
         w = jnp.where(nm_mask(jnp.abs(w)), w, 0.0).astype(dtype)
@@ -110,6 +110,8 @@ def bench_matmul(args, shapes, tokens_list, dtype):
             x = jax.random.normal(jax.random.key(1), (tokens, d_in), dtype)
             dense_c, _, _ = _common.compile_fn(lambda x, w: x @ w, x, w)
             dense_ms = _common.time_compiled(dense_c, x, w, iters=args.iters)
+            if nm is not None and args.device == "gpu":
+                bench_nm(args, nm, x, w, dense_ms)
             sp_c, compile_s, mem = _common.compile_fn(lambda x, ws: (ws.T @ x.T).T, x, w_bcoo)
             sp_ms = _common.time_compiled(sp_c, x, w_bcoo, iters=args.iters)
             err = float(jnp.max(jnp.abs(sp_c(x, w_bcoo) - dense_c(x, w))))
@@ -131,6 +133,38 @@ def bench_matmul(args, shapes, tokens_list, dtype):
                     "speedup_vs_baseline": dense_ms / sp_ms,
                 },
             )
+
+
+def bench_nm(args, nm, x, w, dense_ms):
+    """``jax.experimental.sparse.nm.nm_spmm`` (2:4 sparse tensor cores through XLA), if it runs."""
+    d_in, d_out = w.shape
+    row = {
+        "case": "matmul",
+        "variant": "nm_spmm 2:4 (jax.experimental.sparse.nm)",
+        "dtype": jnp.dtype(x.dtype).name,
+        "shapes": {"w": [d_in, d_out], "tokens": x.shape[0]},
+        "baseline": "dense x @ w",
+        "baseline_median_ms": dense_ms,
+    }
+    try:
+        mask_t = np.asarray(w.T != 0)  # (d_out, d_in): groups along the minor (contracting) axis
+        values = jnp.asarray(np.asarray(w.T)[mask_t].reshape(d_out, d_in // 2), x.dtype)
+        meta = nm.nm_pack(jnp.asarray(mask_t))
+        dnums = (((1,), (1,)), ((), ()))
+
+        def f(values, x, meta):
+            return nm.nm_spmm(values, x, meta, dimension_numbers=dnums, output_dtype=x.dtype).T
+
+        compiled, compile_s, mem = _common.compile_fn(f, values, x, meta)
+        ms = _common.time_compiled(compiled, values, x, meta, iters=args.iters)
+        err = float(jnp.max(jnp.abs(compiled(values, x, meta) - x @ w)))
+        row.update(median_ms=ms, compile_s=compile_s, **mem, max_abs_diff=err)
+        row["speedup_vs_baseline"] = dense_ms / ms
+    except Exception as e:  # record why the path does not run, keep benchmarking
+        row.update(median_ms=None, compile_s=None, temp_bytes=None)
+        row["speedup_vs_baseline"] = None
+        row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    _common.emit(args, BENCH, row)
 
 
 def main() -> None:

