@@ -139,6 +139,22 @@ def _work_dtype(*xs: Any) -> Any:
     return jnp.promote_types(jnp.result_type(*xs), jnp.float32)
 
 
+def _check_layer(w: Any, h: Any, *others: tuple[str, Any]) -> None:
+    """Static shape checks shared by the pure layer functions (ValueError naming the argument)."""
+    if jnp.ndim(w) != 2:
+        raise ValueError(f"w: expected a 2-D (d_in, d_out) kernel, got shape {jnp.shape(w)}")
+    d_in = jnp.shape(w)[0]
+    if jnp.shape(h) != (d_in, d_in):
+        raise ValueError(
+            f"h: expected shape ({d_in}, {d_in}) for w of shape {jnp.shape(w)}, got {jnp.shape(h)}"
+        )
+    for name, a in others:
+        if jnp.shape(a) != jnp.shape(w):
+            raise ValueError(
+                f"{name}: expected shape {jnp.shape(w)} (that of w), got {jnp.shape(a)}"
+            )
+
+
 def hessian(x: Float[Array, "tokens d_in"]) -> Float[Array, "d_in d_in"]:
     r""":math:`H = X^\top X / N` in float32 (float64 for float64 input).
 
@@ -173,6 +189,7 @@ def reconstruction_error(
     w: Float[Array, "d_in d_out"], w_dense: Float[Array, "d_in d_out"], h: Float[Array, "d_in d_in"]
 ) -> jax.Array:
     r"""Relative local loss :math:`f(W)/f(0) = \mathrm{tr}(\Delta^\top H \Delta) / \mathrm{tr}(\bar W^\top H \bar W)`."""
+    _check_layer(w, h, ("w_dense", w_dense))
     d = w - w_dense
     num = jnp.sum(d * (h @ d))
     den = jnp.sum(w_dense * (h @ w_dense))
@@ -188,6 +205,7 @@ def wanda_scores(
     w: Float[Array, "d_in d_out"], h: Float[Array, "d_in d_in"]
 ) -> Float[Array, "d_in d_out"]:
     r"""Wanda's scores :math:`|W_{jk}|\,\|X_{:,j}\|_2` (up to the constant :math:`\sqrt N`), from :math:`H`."""
+    _check_layer(w, h)
     return jnp.abs(w) * jnp.sqrt(jnp.maximum(jnp.diagonal(h), 0.0))[:, None]
 
 
@@ -204,6 +222,7 @@ def masked_gd(
 
     Monotone: with step :math:`1/L` each step decreases :math:`f` (or leaves it unchanged).
     """
+    _check_layer(w, h, ("mask", mask), ("w_dense", w_dense))
     lip = lipschitz(h) if lip is None else lip
     m = mask.astype(w.dtype)
     hw = h @ w_dense
@@ -227,6 +246,7 @@ def masked_cg(
     from ``w * mask``; CG decreases :math:`f` monotonically and, in exact arithmetic, reaches the
     masked least-squares solution in at most (kept entries per column) steps.
     """
+    _check_layer(w, h, ("mask", mask), ("w_dense", w_dense))
     m = mask.astype(w.dtype)
     tiny = jnp.finfo(w.dtype).tiny
 
@@ -264,6 +284,7 @@ def masked_lstsq(
     :math:`H` otherwise): a test oracle and a tool for small layers, not for LLM-sized ones.
     """
     mask = jnp.asarray(mask)
+    _check_layer(w_dense, h, ("mask", mask))
 
     def col(wd, mk):
         mf = mk.astype(h.dtype)
@@ -283,6 +304,7 @@ def prox_prune(
     schedule: ProxSchedule = ProxSchedule(),
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Algorithm 2 (2:4 only): returns ``(w, mask, iterations, converged)``; see :class:`ProxSchedule`."""
+    _check_layer(w_dense, h)
     dtype = w_dense.dtype
     if schedule.normalize_features:
         diag = jnp.diagonal(h)
@@ -361,6 +383,8 @@ def sparsegpt_prune(
     block_size: int = 128,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """SparseGPT with N:M masks: returns ``(w, mask, damping, fallback)``; see the module docstring."""
+    _check_layer(w_dense, h)
+    _check_nm(w_dense.shape, 0, n, m, "w_dense")
     d_in, _ = w_dense.shape
     dead = jnp.diagonal(h) == 0
     h = h + jnp.diag(dead.astype(h.dtype))

@@ -270,3 +270,20 @@ def test_feature_normalised_prox_is_the_raw_prox_when_features_are_standardised(
     np.testing.assert_array_equal(raw[1], fn[1])
     np.testing.assert_allclose(raw[0], fn[0], rtol=1e-6, atol=1e-7)
     assert int(raw[2].iterations) == int(fn[2].iterations)
+
+
+def test_pure_layer_functions_validate_shapes():
+    from lions_jax.sparse24 import prox_prune, sparsegpt_prune, wanda_scores
+
+    w, h, m = jnp.ones((8, 3)), jnp.eye(8), jnp.ones((8, 3), bool)
+    for call, match in [
+        (lambda: masked_gd(w, m[:4], w, h, 2), "mask: expected shape"),
+        (lambda: masked_cg(w, m, w[:, :2], h, 2), "w_dense: expected shape"),
+        (lambda: masked_lstsq(w, jnp.eye(4), m), r"h: expected shape \(8, 8\)"),
+        (lambda: reconstruction_error(w[0], w[0], h), "w: expected a 2-D"),
+        (lambda: wanda_scores(w, jnp.eye(3)), "h: expected shape"),
+        (lambda: prox_prune(w, jnp.eye(4)), "h: expected shape"),
+        (lambda: sparsegpt_prune(w[:6], jnp.eye(6)), "not divisible by m=4"),
+    ]:
+        with raises_invalid(match=match):
+            call()
