@@ -158,7 +158,10 @@ def main():
         physics_ms = time_physics(args, env, physics_envs, iters)
         physics_sps = physics_envs * iters / (physics_ms / 1e3)
         epoch_physics_ms = time_physics(args, env, base["num_envs"], iters)
-        brax, reason = brax_sac_sps(env_name, env, base, iters, epochs=3 if args.tiny else 5)
+        try:
+            brax, reason = brax_sac_sps(env_name, env, base, iters, epochs=3 if args.tiny else 5)
+        except Exception as e:  # e.g. brax.training on a jax it does not support
+            brax, reason = None, f"brax.training SAC failed: {type(e).__name__}: {e}"[:300]
         for members in (1, 4):
             cfg = sac_config(env_name, base, iters, members)
             ms, compile_s, mem = time_ours(args, env, cfg)

@@ -19,6 +19,8 @@ takes one key *or* a batch of keys — brax's ``VmapWrapper.reset`` takes only o
 brax is imported lazily: ``lions_jax.rl`` works without it (install the ``rl`` extra for brax).
 """
 
+import contextlib
+import io
 import warnings
 from typing import Any, Literal, Protocol
 
@@ -142,7 +144,9 @@ def make_env(name: str, *, backend: str = "generalized", **kwargs: Any) -> Any:
     if backend not in BRAX_BACKENDS:
         raise ValueError(f"backend must be one of {BRAX_BACKENDS}, got {backend!r}")
     try:
-        from brax import envs as brax_envs
+        # mujoco.mjx prints "Failed to import warp" when the optional NVIDIA Warp is absent.
+        with contextlib.redirect_stdout(io.StringIO()):
+            from brax import envs as brax_envs
     except ImportError as e:  # pragma: no cover - depends on the installed extras
         raise ValueError(
             f"env {name!r} needs brax: pip install 'lions_jax[rl]' (test envs: {sorted(TEST_ENVS)})"
