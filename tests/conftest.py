@@ -3,6 +3,18 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One XLA compilation cache per test session, shared by the xdist workers (they inherit the
+# controller's environment): identical programs compiled by several tests (experiment runs and
+# their resumes, CLI subprocesses) are compiled once. Compilation *counts* in tests are unchanged:
+# they count lowerings, which happen before the cache lookup.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lions_jax_xla_cache_")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    _OWN_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
+else:
+    _OWN_CACHE = None
 
 import jax
 
@@ -25,3 +37,11 @@ def fixtures_dir():
     from pathlib import Path
 
     return Path(__file__).parent / "fixtures"
+
+
+def pytest_sessionfinish(session):
+    """The controller removes the session's compilation cache (workers leave it alone)."""
+    if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)

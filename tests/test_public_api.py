@@ -12,6 +12,7 @@ PUBLIC = [
     "lions_jax.scion",
     "lions_jax.sparse24",
     "lions_jax.rl",
+    "lions_jax.soar",
 ]
 
 

@@ -34,6 +34,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.scion.experiment",
     "lions_jax.sparse24.experiment",
     "lions_jax.rl.experiment",
+    "lions_jax.soar.experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")
