@@ -295,7 +295,8 @@ def make_tabular_soar(
     averaged over states, the notebook's metric), ``return`` (:math:`\langle \text{init},
     V^{\pi_k}\rangle`), ``gap`` (:math:`J(\pi_E) - J(\pi_k)`), ``samples`` (transitions consumed so
     far by all active members), ``expert_prob`` (probability of the expert's action, averaged
-    over the expert's occupancy :math:`\sum_{s,a} d^{\pi_E}(s,a)\,\pi_k(a|s)`).
+    over the expert's occupancy :math:`\sum_{s,a} d^{\pi_E}(s,a)\,\pi_k(a|s)`) and
+    ``mixture_gap`` (the gap of the uniform mixture of :math:`\pi_1..\pi_k`).
     """
     _check_mdp(mdp)
     if rule not in ("std", "min", "ucb"):
@@ -377,6 +378,10 @@ def make_tabular_soar(
             }
             return SoarState(counts, cost, logits, v, key, samples), metrics
 
-        return jax.lax.scan(iteration, init, None, length=num_iters)
+        final, metrics = jax.lax.scan(iteration, init, None, length=num_iters)
+        # the uniform mixture of pi_1..pi_k (the output of the paper's algorithm): its
+        # occupancy is the average occupancy, so its gap is the running mean of the gaps
+        metrics["mixture_gap"] = jnp.cumsum(metrics["gap"]) / jnp.arange(1, num_iters + 1)
+        return final, metrics
 
     return run

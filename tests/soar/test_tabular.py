@@ -124,6 +124,7 @@ def test_vmap_over_seeds_members_and_beta_and_validation():
     keys = jax.random.split(jax.random.key(0), 4)
     _, m = jax.jit(jax.vmap(run))(keys, jnp.array([1, 2, 3, 3]), jnp.array([0.0, 0.0, 0.0, 0.1]))
     assert m["value"].shape == (4, 10)
+    np.testing.assert_allclose(m["mixture_gap"][:, -1], m["gap"].mean(1), rtol=1e-5)
     # L = 1 consumes fewer samples than L = 3 over the same number of iterations
     assert float(m["samples"][0, -1]) < float(m["samples"][2, -1])
     with raises_invalid("rule"):
