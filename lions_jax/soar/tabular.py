@@ -82,8 +82,16 @@ def _check_mdp(mdp: TabularMDP) -> None:
         raise ValueError(f"mdp.gamma must lie in (0, 1), got {mdp.gamma}")
 
 
+def _check_policy(mdp: TabularMDP, pi: jax.Array, name: str = "pi") -> None:
+    if pi.shape != (mdp.num_states, mdp.num_actions):
+        raise ValueError(
+            f"{name}: expected shape (S, A) = ({mdp.num_states}, {mdp.num_actions}), got {pi.shape}"
+        )
+
+
 # ---- exact evaluation -------------------------------------------------------------------------
 def _policy_transition(mdp: TabularMDP, pi: jax.Array) -> jax.Array:
+    _check_policy(mdp, pi)
     return jnp.einsum("sa,sat->st", pi, mdp.P)
 
 
@@ -196,6 +204,7 @@ def sample_trajectory_counts(
     step, capped at ``max_len`` steps (the cap is hit with probability ``gamma**max_len``).
     """
     pi = jnp.asarray(pi)
+    _check_policy(mdp, pi)
     S, A = pi.shape
     k0, key = jax.random.split(key)
     s0 = jax.random.choice(k0, S, p=mdp.init)
@@ -241,8 +250,15 @@ def optimistic_q(
     ``rule="min"``: ``cost + gamma min_l`` (unclipped).
     """
     models, v, cost = jnp.asarray(models), jnp.asarray(v), jnp.asarray(cost)
+    if models.ndim != 4 or models.shape[1:] != (*cost.shape, v.shape[0]) or cost.ndim != 2:
+        raise ValueError(
+            "models, cost, v: expected shapes (L, S, A, S), (S, A), (S,); got "
+            f"{models.shape}, {cost.shape}, {v.shape}"
+        )
     L = models.shape[0]
     mask = jnp.ones(L, bool) if member_mask is None else jnp.asarray(member_mask, bool)
+    if mask.shape != (L,):
+        raise ValueError(f"member_mask: expected shape ({L},), got {mask.shape}")
     pv = jnp.einsum("lsat,t->lsa", models, v)  # [L, S, A]
     if rule == "min":
         return cost + gamma * jnp.min(jnp.where(mask[:, None, None], pv, jnp.inf), axis=0)
@@ -308,6 +324,7 @@ def make_tabular_soar(
     # the cap truncates a trajectory with probability gamma**max_len = exp(-8) ~ 3e-4
     max_len = int(max_len or min(4000, int(8.0 / (1.0 - gamma))))
     pi_e = optimal_policy(mdp) if expert_policy is None else jnp.asarray(expert_policy)
+    _check_policy(mdp, pi_e, "expert_policy")
     d_e = occupancy(mdp, pi_e)
     j_e = jnp.dot(mdp.init, policy_value(mdp, pi_e))
 

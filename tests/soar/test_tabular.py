@@ -131,3 +131,11 @@ def test_vmap_over_seeds_members_and_beta_and_validation():
         make_tabular_soar(mdp, rule="bogus")
     with pytest.raises(ValueError, match="mdp"):
         make_tabular_soar(mdp._replace(r=jnp.zeros((5, 3))))
+    with pytest.raises(ValueError, match="expert_policy"):
+        make_tabular_soar(mdp, expert_policy=jnp.ones((5, 3)) / 3)
+    with pytest.raises(ValueError, match="pi"):
+        occupancy(mdp, jnp.ones((4, 2)) / 2)
+    with pytest.raises(ValueError, match="models"):
+        optimistic_q(
+            jnp.zeros((5, 2)), jnp.zeros((2, 5, 2, 4)), jnp.zeros(5), gamma=0.9, beta=0.0, c_max=1.0
+        )
