@@ -213,7 +213,21 @@ class EpisodeState:
     first: Any = None
 
 
-class EpisodeEnv:
+class _Wrapper:
+    """Forwards the wrapped environment's sizes."""
+
+    env: Any
+
+    @property
+    def observation_size(self) -> int:
+        return int(self.env.observation_size)
+
+    @property
+    def action_size(self) -> int:
+        return int(self.env.action_size)
+
+
+class EpisodeEnv(_Wrapper):
     """Time limit, action repeat and automatic reset around an unbatched environment.
 
     Args:
@@ -247,14 +261,6 @@ class EpisodeEnv:
         self.action_repeat = int(action_repeat)
         self.auto_reset = bool(auto_reset)
         self.reset_mode = reset_mode
-
-    @property
-    def observation_size(self) -> int:
-        return int(self.env.observation_size)
-
-    @property
-    def action_size(self) -> int:
-        return int(self.env.action_size)
 
     def _reset_env(self, key: Any) -> Any:
         return canonicalize(self.env.reset(key))
@@ -350,7 +356,7 @@ class EpisodeEnv:
         return merged, new_key
 
 
-class BatchedEnv:
+class BatchedEnv(_Wrapper):
     """``num_envs`` copies of an unbatched environment (e.g. :class:`EpisodeEnv`), vmapped.
 
     ``reset`` accepts one key (split into ``num_envs``) or a ``(num_envs,)`` batch of keys.
@@ -361,14 +367,6 @@ class BatchedEnv:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.env = env
         self.num_envs = int(num_envs)
-
-    @property
-    def observation_size(self) -> int:
-        return int(self.env.observation_size)
-
-    @property
-    def action_size(self) -> int:
-        return int(self.env.action_size)
 
     def reset(self, key: Any) -> Any:
         key = jnp.asarray(key) if not isinstance(key, jax.Array) else key

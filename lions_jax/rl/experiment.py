@@ -64,6 +64,24 @@ class SACBraxConfig(sac_train.SACConfig):
             )
 
 
+# SAC settings that solve inverted_pendulum on 2 CPU cores in ~15k steps.
+_CPU_SAC = dict(hidden=(64, 64), actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3, num_eval_envs=4)
+# brax's published hopper SAC settings (notebooks/training.ipynb): a GPU run.
+_BRAX_HOPPER_SAC = dict(
+    eval_every=50_048,
+    num_envs=128,
+    batch_size=512,
+    updates_per_step=32,
+    learning_starts=8_192,
+    gamma=0.997,
+    actor_lr=6e-4,
+    critic_lr=6e-4,
+    alpha_lr=6e-4,
+    reward_scale=30.0,
+    normalize_observations=True,
+    num_eval_envs=16,
+)
+
 SAC_PRESETS = {
     "quick": SACBraxConfig(
         envs=("inverted_pendulum",),
@@ -71,11 +89,7 @@ SAC_PRESETS = {
         total_steps=20_000,
         eval_every=2_000,
         learning_starts=1_000,
-        hidden=(64, 64),
-        actor_lr=1e-3,
-        critic_lr=1e-3,
-        alpha_lr=1e-3,
-        num_eval_envs=4,
+        **_CPU_SAC,
         num_seeds=3,
     ),
     # brax's published hopper SAC settings (notebooks/training.ipynb), 1 M instead of 6.55 M steps.
@@ -83,18 +97,7 @@ SAC_PRESETS = {
         envs=("hopper", "halfcheetah", "ant", "walker2d"),
         members=(1, 4),
         total_steps=1_000_000,
-        eval_every=50_048,
-        num_envs=128,
-        batch_size=512,
-        updates_per_step=32,
-        learning_starts=8_192,
-        gamma=0.997,
-        actor_lr=6e-4,
-        critic_lr=6e-4,
-        alpha_lr=6e-4,
-        reward_scale=30.0,
-        normalize_observations=True,
-        num_eval_envs=16,
+        **_BRAX_HOPPER_SAC,
         num_seeds=3,
     ),
 }
@@ -231,27 +234,12 @@ EXPERT_PRESETS = {
     "quick": ExpertConfig(
         env="inverted_pendulum",
         eval_every=2_000,
-        hidden=(64, 64),
-        actor_lr=1e-3,
-        critic_lr=1e-3,
-        alpha_lr=1e-3,
-        num_eval_envs=4,
+        **_CPU_SAC,
         num_seeds=2,
     ),
     "paper": ExpertConfig(
         env="hopper",
-        eval_every=50_048,
-        num_envs=128,
-        batch_size=512,
-        updates_per_step=32,
-        learning_starts=8_192,
-        gamma=0.997,
-        actor_lr=6e-4,
-        critic_lr=6e-4,
-        alpha_lr=6e-4,
-        reward_scale=30.0,
-        normalize_observations=True,
-        num_eval_envs=16,
+        **_BRAX_HOPPER_SAC,
         num_seeds=2,
     ),
 }
