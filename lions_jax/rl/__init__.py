@@ -60,6 +60,7 @@ from lions_jax.rl.train import (
     evaluate,
     make_agent,
     make_chunks,
+    make_iteration,
     make_train,
     run,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "make_agent",
     "make_chunks",
     "make_env",
+    "make_iteration",
     "make_sac",
     "make_sac_networks",
     "make_train",

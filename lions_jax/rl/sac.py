@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 Aggregate = Callable[[jax.Array], jax.Array]
+Prior = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def mean_value(q: ArrayLike) -> jax.Array:
@@ -61,7 +62,8 @@ def optimistic_value(
     The SOAR actor's value (reward form, ``sign=+1``; the cost form is ``sign=-1``). ``ddof=1``
     is the unbiased std of the SOAR code, ``ddof=0`` the population std (1/L) of its tabular
     notebook. With a single member (or ``L <= ddof``) the std is defined as 0, so L = 1 gives
-    plain SAC. ``beta`` and ``sigma`` may be traced (vmap over a grid).
+    plain SAC. ``beta`` and ``sigma`` may be traced (vmap over a grid). Where all members agree
+    the std's gradient is taken as 0 (``jnp.std`` would give NaN).
     """
     q = jnp.asarray(q)
     if q.ndim < 1:
@@ -71,7 +73,11 @@ def optimistic_value(
     mean = jnp.mean(q, axis=0)
     if q.shape[0] - ddof <= 0:
         return mean
-    std = jnp.std(q, axis=0, ddof=ddof)
+    var = jnp.sum((q - mean) ** 2, axis=0) / (q.shape[0] - ddof)
+    # sqrt has an infinite derivative at 0: members that agree exactly (e.g. L copies of one
+    # critic) would give NaN gradients. Use the subgradient 0 there instead.
+    positive = var > 0
+    std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
     return mean + sign * beta * jnp.clip(std, 0.0, sigma)
 
 
@@ -102,13 +108,18 @@ def critic_loss(
     gamma: Any,
     reward_scale: Any = 1.0,
     opt_lambda: Any = 0.0,
+    prior: Prior | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Loss of one member (a pair, params with leading axis 2) on its own minibatch ``[B]``.
 
     ``batch`` holds ``obs``, ``action``, ``reward``, ``next_obs`` and ``discount`` (1 - terminal).
+    With a ``prior`` the entropy bonus becomes the KL penalty: ``log pi`` is replaced by
+    ``log pi - prior(obs, action)``.
     """
     mean, log_std = networks.actor.apply(actor_params, batch["next_obs"])
     next_action, next_log_prob = tanh_gaussian_sample(key, mean, log_std)
+    if prior is not None:
+        next_log_prob = next_log_prob - prior(batch["next_obs"], next_action)
     next_q = jnp.min(ensemble_q(networks, target_params, batch["next_obs"], next_action), axis=0)
     target = reward_scale * batch["reward"] + gamma * batch["discount"] * (
         next_q - alpha * next_log_prob
@@ -130,17 +141,20 @@ def actor_loss(
     networks: SACNetworks,
     alpha: Any,
     aggregate: Aggregate = mean_value,
+    prior: Prior | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``mean_B[alpha log pi(a|s) - aggregate_l min_j Q_lj(s, a)]`` with ``a ~ pi`` reparameterised.
 
-    ``critic_params`` has leading axes ``[L, 2]``; all members score the same ``obs[B]``.
+    ``critic_params`` has leading axes ``[L, 2]``; all members score the same ``obs[B]``. With a
+    ``prior``, ``alpha log pi`` becomes ``alpha (log pi - prior(obs, a))`` (KL to the prior).
     """
     mean, log_std = networks.actor.apply(actor_params, obs)
     action, log_prob = tanh_gaussian_sample(key, mean, log_std)
     q = ensemble_q(networks, critic_params, obs, action)  # [L, 2, B]
     pair_min = jnp.min(q, axis=1)  # [L, B]
     value = aggregate(pair_min)
-    loss = jnp.mean(alpha * log_prob - value)
+    penalty = log_prob if prior is None else log_prob - prior(obs, action)
+    loss = jnp.mean(alpha * penalty - value)
     member_std = jnp.std(pair_min, axis=0) if pair_min.shape[0] > 1 else jnp.zeros_like(value)
     return loss, {
         "log_prob": log_prob,
@@ -197,6 +211,7 @@ def make_sac(
     reward_scale: Any = 1.0,
     opt_lambda: Any = 0.0,
     aggregate: Aggregate = mean_value,
+    prior: Prior | None = None,
 ) -> SAC:
     """The SAC learner with ``n_members`` critic pairs (see the module docstring).
 
@@ -212,6 +227,9 @@ def make_sac(
       reward_scale: rewards are multiplied by this in the target.
       opt_lambda: the SOAR code's ``-lambda * mean Q`` critic term (1e-3 there; 0 = plain SAC).
       aggregate: ``q[L, B] -> value[B]`` over members' pair-mins for the actor objective.
+      prior: optional ``prior(obs, action) -> log q(a|s)``: the entropy bonus becomes a KL
+        penalty to this policy, in the critic target and the actor loss (CSIL's KL-to-BC
+        regulariser). The temperature loss is unchanged; use a fixed ``alpha`` with a prior.
     """
     if n_members < 1:
         raise ValueError(f"n_members must be >= 1, got {n_members}")
@@ -263,6 +281,7 @@ def make_sac(
                     gamma=gamma,
                     reward_scale=reward_scale,
                     opt_lambda=opt_lambda,
+                    prior=prior,
                 )
             )
             losses, aux = member(
@@ -290,6 +309,7 @@ def make_sac(
                 networks=networks,
                 alpha=alpha,
                 aggregate=aggregate,
+                prior=prior,
             )
 
         (a_loss, a_aux), a_grads = jax.value_and_grad(actor_objective, has_aux=True)(

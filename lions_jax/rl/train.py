@@ -25,7 +25,6 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.typing import ArrayLike
 
 from lions_jax._src import runner
 from lions_jax.rl.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample, relabel
@@ -40,6 +39,7 @@ __all__ = [
     "evaluate",
     "make_agent",
     "make_chunks",
+    "make_iteration",
     "make_train",
     "run",
 ]
@@ -139,8 +139,22 @@ class TrainState(NamedTuple):
     env_steps: jax.Array
 
 
-def make_agent(cfg: SACConfig, obs_size: int, action_size: int) -> SAC:
-    """The :class:`~lions_jax.rl.SAC` learner a config describes."""
+def make_agent(
+    cfg: SACConfig,
+    obs_size: int,
+    action_size: int,
+    *,
+    beta: Any = None,
+    sigma: Any = None,
+    prior: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+) -> SAC:
+    """The :class:`~lions_jax.rl.SAC` learner a config describes.
+
+    ``beta``/``sigma`` override ``cfg.beta``/``cfg.sigma`` and may be traced (one compiled
+    program for a vmapped grid of bonuses); ``prior`` is :func:`~lions_jax.rl.make_sac`'s.
+    """
+    beta = cfg.beta if beta is None else beta
+    sigma = cfg.sigma if sigma is None else sigma
     networks = make_sac_networks(obs_size, action_size, hidden=cfg.hidden)
     return make_sac(
         networks,
@@ -155,7 +169,8 @@ def make_agent(cfg: SACConfig, obs_size: int, action_size: int) -> SAC:
         target_entropy=cfg.target_entropy,
         reward_scale=cfg.reward_scale,
         opt_lambda=cfg.opt_lambda,
-        aggregate=lambda q: optimistic_value(q, cfg.beta, cfg.sigma, ddof=cfg.ddof),
+        aggregate=lambda q: optimistic_value(q, beta, sigma, ddof=cfg.ddof),
+        prior=prior,
     )
 
 
@@ -186,36 +201,35 @@ def evaluate(
     return {"return": state.episode_return, "length": state.episode_length}
 
 
-def make_chunks(
+def _norm_fn(cfg: SACConfig) -> Callable[[RunningStats, Any], Any]:
+    def norm(stats: RunningStats, x: Any) -> Any:
+        return normalize(stats, x) if cfg.normalize_observations else x
+
+    return norm
+
+
+def make_iteration(
     cfg: SACConfig,
-    env: Any | None = None,
+    ep_env: EpisodeEnv,
+    agent: SAC,
     *,
     reward_fn: Callable[..., jax.Array] | None = None,
-    evaluate_chunks: bool = True,
-) -> tuple[Callable[[Any], TrainState], Callable[[TrainState], tuple[TrainState, dict]]]:
-    """``(init_fn, chunk_fn)`` of a SAC run, for :func:`lions_jax._src.runner` style loops.
+) -> tuple[Callable[[Any], TrainState], Callable[[TrainState, Any], tuple[TrainState, dict]]]:
+    """``(init_fn, iteration)``: the building blocks of a SAC run, for outer loops built on it.
 
-    Args:
-      cfg: the run's config.
-      env: a bare environment; default ``make_env(cfg.env, backend=cfg.backend)``.
-      reward_fn: optional ``reward_fn(None, obs, action, next_obs)`` that replaces the
-        environment's reward at sample time (see :func:`~lions_jax.rl.relabel`).
-      evaluate_chunks: end each chunk with the deterministic evaluation (``False``: training
-        only, e.g. to time throughput; ``eval_*`` metrics are then absent).
+    ``init_fn(key) -> TrainState``; ``iteration(ts, reward_params) -> (ts, metrics)`` steps the
+    ``cfg.num_envs`` environments once and runs ``cfg.updates_per_step`` updates, relabelling
+    every minibatch with ``reward_fn(reward_params, obs, action, next_obs)`` when given (the
+    environment's reward otherwise). Imitation learners (:mod:`lions_jax.soar.deep`) call it
+    with the current learned reward's parameters.
     """
-    env = make_env(cfg.env, backend=cfg.backend) if env is None else env
-    obs_size, action_size = int(env.observation_size), int(env.action_size)
-    ep_env = EpisodeEnv(
-        env,
-        episode_length=cfg.episode_length,
-        action_repeat=cfg.action_repeat,
-        reset_mode=cfg.reset_mode,
-    )
-    agent = make_agent(cfg, obs_size, action_size)
+    obs_size, action_size = agent.networks.obs_size, agent.networks.action_size
     n_envs, n_members, batch = cfg.num_envs, cfg.n_members, cfg.batch_size
-
-    def norm(stats: RunningStats, x: ArrayLike) -> jax.Array:
-        return normalize(stats, x) if cfg.normalize_observations else x
+    if agent.n_members != n_members:
+        raise ValueError(
+            f"agent: expected {n_members} members (cfg.n_members), got {agent.n_members}"
+        )
+    norm = _norm_fn(cfg)
 
     def init_fn(key: Any) -> TrainState:
         k_env, k_sac, key = jax.random.split(key, 3)
@@ -236,7 +250,7 @@ def make_chunks(
             env_steps=jnp.zeros((), jnp.int32),
         )
 
-    def iteration(ts: TrainState, _: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+    def iteration(ts: TrainState, reward_params: Any = None) -> tuple[TrainState, dict]:
         key, k_act, k_rand, k_upd = jax.random.split(ts.key, 4)
         obs = ts.env_state.obs
         policy_action = agent.act(k_act, ts.sac.actor_params, norm(ts.obs_stats, obs))
@@ -260,7 +274,7 @@ def make_chunks(
             k_sample, k_step = jax.random.split(k)
             sample = buffer_sample(k_sample, buffer, (n_members, batch))
             if reward_fn is not None:
-                sample = relabel(sample, reward_fn, None)
+                sample = relabel(sample, reward_fn, reward_params)
             sample = {
                 **sample,
                 "obs": norm(obs_stats, sample["obs"]),
@@ -287,6 +301,40 @@ def make_chunks(
             "return_sum": jnp.sum(ended * env_state.episode_return),
         }
         return TrainState(sac, env_state, buffer, obs_stats, key, env_steps), metrics
+
+    return init_fn, iteration
+
+
+def make_chunks(
+    cfg: SACConfig,
+    env: Any | None = None,
+    *,
+    reward_fn: Callable[..., jax.Array] | None = None,
+    evaluate_chunks: bool = True,
+) -> tuple[Callable[[Any], TrainState], Callable[[TrainState], tuple[TrainState, dict]]]:
+    """``(init_fn, chunk_fn)`` of a SAC run, for :func:`lions_jax._src.runner` style loops.
+
+    Args:
+      cfg: the run's config.
+      env: a bare environment; default ``make_env(cfg.env, backend=cfg.backend)``.
+      reward_fn: optional ``reward_fn(None, obs, action, next_obs)`` that replaces the
+        environment's reward at sample time (see :func:`~lions_jax.rl.relabel`).
+      evaluate_chunks: end each chunk with the deterministic evaluation (``False``: training
+        only, e.g. to time throughput; ``eval_*`` metrics are then absent).
+    """
+    env = make_env(cfg.env, backend=cfg.backend) if env is None else env
+    ep_env = EpisodeEnv(
+        env,
+        episode_length=cfg.episode_length,
+        action_repeat=cfg.action_repeat,
+        reset_mode=cfg.reset_mode,
+    )
+    agent = make_agent(cfg, int(env.observation_size), int(env.action_size))
+    init_fn, step = make_iteration(cfg, ep_env, agent, reward_fn=reward_fn)
+    norm = _norm_fn(cfg)
+
+    def iteration(ts: TrainState, _: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        return step(ts, None)
 
     def chunk_fn(ts: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         ts, m = jax.lax.scan(iteration, ts, None, length=cfg.iters_per_chunk)
