@@ -62,6 +62,21 @@ def test_benchmark_tiny_cpu_rows(bench, tmp_path):
         assert row["median_ms"] > 0 and row["baseline_median_ms"] > 0
 
 
+@pytest.mark.slow
+def test_soar_gpu_tiny_cpu_rows(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    script = ROOT / "benchmarks" / "soar_gpu.py"
+    cmd = [sys.executable, str(script), "--device", "cpu", "--tiny", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert {(r["method"], r["arm"]) for r in rows} == {
+        (m, a) for m in ("mlirl_sa", "csil") for a in ("base", "ensemble_only", "soar")
+    }
+    for row in rows:
+        assert REQUIRED <= row.keys() and row["median_ms"] > 0
+
+
 def test_wrong_device_exits_2(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(

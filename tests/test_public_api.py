@@ -13,6 +13,7 @@ PUBLIC = [
     "lions_jax.sparse24",
     "lions_jax.rl",
     "lions_jax.soar",
+    "lions_jax.soar.deep",
 ]
 
 

@@ -35,6 +35,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.sparse24.experiment",
     "lions_jax.rl.experiment",
     "lions_jax.soar.experiment",
+    "lions_jax.soar.brax_experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")

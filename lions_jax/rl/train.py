@@ -214,15 +214,19 @@ def make_iteration(
     agent: SAC,
     *,
     reward_fn: Callable[..., jax.Array] | None = None,
+    relabel_fn: Callable[[dict, Any], dict] | None = None,
 ) -> tuple[Callable[[Any], TrainState], Callable[[TrainState, Any], tuple[TrainState, dict]]]:
     """``(init_fn, iteration)``: the building blocks of a SAC run, for outer loops built on it.
 
     ``init_fn(key) -> TrainState``; ``iteration(ts, reward_params) -> (ts, metrics)`` steps the
     ``cfg.num_envs`` environments once and runs ``cfg.updates_per_step`` updates, relabelling
     every minibatch with ``reward_fn(reward_params, obs, action, next_obs)`` when given (the
-    environment's reward otherwise). Imitation learners (:mod:`lions_jax.soar.deep`) call it
-    with the current learned reward's parameters.
+    environment's reward otherwise). ``relabel_fn(sample, reward_params) -> sample`` instead
+    rewrites the whole minibatch (e.g. to also use its ``discount``). Imitation learners
+    (:mod:`lions_jax.soar.deep`) call it with the current learned reward's parameters.
     """
+    if reward_fn is not None and relabel_fn is not None:
+        raise ValueError("give reward_fn or relabel_fn, not both")
     obs_size, action_size = agent.networks.obs_size, agent.networks.action_size
     n_envs, n_members, batch = cfg.num_envs, cfg.n_members, cfg.batch_size
     if agent.n_members != n_members:
@@ -275,6 +279,8 @@ def make_iteration(
             sample = buffer_sample(k_sample, buffer, (n_members, batch))
             if reward_fn is not None:
                 sample = relabel(sample, reward_fn, reward_params)
+            elif relabel_fn is not None:
+                sample = relabel_fn(sample, reward_params)
             sample = {
                 **sample,
                 "obs": norm(obs_stats, sample["obs"]),

@@ -5,10 +5,15 @@
   player, exact evaluation; test MDPs (:func:`needle_mdp`, :func:`chain_mdp`,
   :func:`gridworld_mdp`).
 
-The deep variant on brax builds on :mod:`lions_jax.rl` (SAC with L critic pairs and the
-optimistic actor aggregation :func:`lions_jax.rl.optimistic_value`).
+* :mod:`~lions_jax.soar.deep` — deep SOAR on brax: the primal–dual outer loop with SAC (L critic
+  pairs, optimistic actor :func:`lions_jax.rl.optimistic_value`) as the policy player and the
+  reward players of ML-IRL (state / state-action), f-IRL (reverse KL, with its discriminator) and
+  CSIL (BC prior, coherent reward); ``deep.make_train(cfg, expert)(key, beta, sigma)``.
+
+Experiments: ``soar-tabular`` and ``soar-brax`` (``lions-jax run ...``).
 """
 
+from lions_jax.soar import deep
 from lions_jax.soar.tabular import (
     SoarState,
     TabularMDP,
@@ -28,6 +33,7 @@ __all__ = [
     "SoarState",
     "TabularMDP",
     "chain_mdp",
+    "deep",
     "gridworld_mdp",
     "make_tabular_soar",
     "needle_mdp",

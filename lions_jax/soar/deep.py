@@ -34,8 +34,21 @@ function of a key. Per outer iteration:
      KL-to-BC regulariser instead of the entropy bonus (``csil_kl_prior``) are options, off by
      default; the reward is not fine-tuned (as in the SOAR code).
 
-Learned rewards are clipped to ``±reward_clip`` (the SOAR code's ±10 output clamp). Rewards
-see raw observations; the SAC networks see normalised ones when
+Learned rewards are clipped to ``±reward_clip`` (the SOAR code's ±10 output clamp).
+
+**Terminations** (``absorbing=True``, our default; the SOAR code uses ``False``): the learned
+rewards of ML-IRL and f-IRL also score the *absorbing state* that follows a termination (an
+extra input flag, DAC-style): reward updates average over the whole horizon ``T`` with the
+post-termination steps as absorbing steps (:func:`absorbing_view`), and a terminal transition
+bootstraps from the absorbing value :math:`r_\theta(\text{abs})/(1-\gamma)`
+(:func:`absorbing_bootstrap`). With the SOAR code's "terminal value 0" a reward that is negative
+on the agent's states makes falling over optimal (the termination bias of Kostrikov et al.).
+Measured on brax inverted_pendulum (ML-IRL(SA), L = 1, 16k SAC steps, 500 per iteration, reward
+lr 1e-3, 3 seeds): with ``absorbing=False`` the learned reward drifts negative and every seed
+learns to fall at once (final return 3.0–3.8); with ``absorbing=True`` 1000 / 345 / 196.
+CSIL's fixed reward keeps terminal value 0.
+
+Rewards see raw observations; the SAC networks see normalised ones when
 ``normalize_observations`` is set (not allowed with the CSIL options, which put the BC policy
 in the actor's place).
 
@@ -44,7 +57,7 @@ in the actor's place).
 bonuses in one compiled program, which is how the experiment tunes σ and runs the
 ensemble-only arm beside SOAR.
 
-Defaults are the SOAR code's (spec §2.6–2.7): L = 4, β = 1, σ = 10, batch 100, lr 1e-3,
+Defaults are the SOAR code's (spec §2.6–2.7), except ``absorbing``: L = 4, β = 1, σ = 10, batch 100, lr 1e-3,
 α = 0.2 fixed, τ = 0.005, 256×256 networks, 1 000 random steps, the always-on
 :math:`\lambda = 10^{-3}` OPT-AIL critic term, 5 000 SAC steps and 10 reward rollouts per
 iteration, reward MLP 64×64 with lr 1e-4 and weight decay 1e-3, discriminator 3 blocks of width
@@ -74,6 +87,8 @@ __all__ = [
     "CostState",
     "DeepSoarConfig",
     "DeepState",
+    "absorbing_bootstrap",
+    "absorbing_view",
     "bc_loss",
     "csil_reward",
     "discriminator_loss",
@@ -245,6 +260,9 @@ class DeepSoarConfig(SACConfig):
       disc_width, disc_blocks, disc_lr, disc_iters, disc_batch: f-IRL's discriminator
         (``disc_batch`` states per step, half expert, half agent).
       firl_expert_trajectories: add resampled expert trajectories to f-IRL's covariance.
+      absorbing: learned rewards (ML-IRL, f-IRL) also score the absorbing state that follows a
+        termination, as in DAC (Kostrikov et al. 2019); ``False`` is the SOAR code's "terminal
+        value 0", under which a reward that happens to be negative makes falling optimal.
       csil_alpha: :math:`\\alpha_r` of the CSIL reward.
       bc_steps, bc_batch, bc_lr: behaviour cloning before training (``csil``).
       csil_actor_init: start the actor at the BC policy.
@@ -276,6 +294,7 @@ class DeepSoarConfig(SACConfig):
     disc_iters: int = 1_200
     disc_batch: int = 800
     firl_expert_trajectories: bool = True
+    absorbing: bool = True
     csil_alpha: float = 0.1
     bc_steps: int = 2_000
     bc_batch: int = 256
@@ -304,6 +323,8 @@ class DeepSoarConfig(SACConfig):
                 f"eval_every ({self.eval_every}) must be a multiple of "
                 f"sac_steps_per_itr ({self.sac_steps_per_itr})"
             )
+        if self.absorbing and self.gamma >= 1.0:
+            raise ValueError("absorbing=True needs gamma < 1 (the absorbing value is r/(1-gamma))")
         if self.reward_clip <= 0:
             raise ValueError(f"reward_clip must be > 0, got {self.reward_clip}")
         if (self.csil_actor_init or self.csil_kl_prior) and self.normalize_observations:
@@ -363,6 +384,33 @@ def _check_expert(expert: Any, obs_size: int, action_size: int, cfg: DeepSoarCon
     return {k: jnp.asarray(np.asarray(expert[k])[: cfg.num_demos], jnp.float32) for k in needed}
 
 
+def absorbing_view(data: dict[str, Any]) -> dict[str, jax.Array]:
+    """``[N, T]`` episodes with every step after a termination made an absorbing step.
+
+    Observations get a last feature, the absorbing flag ``1 - mask``; observations and actions of
+    absorbing steps are zeroed; the mask becomes all ones, so expectations run over the whole
+    horizon ``T`` (the finite-horizon occupancy ML-IRL and f-IRL match).
+    """
+    m = jnp.asarray(data["mask"], jnp.float32)[..., None]
+    obs = jnp.concatenate([data["obs"] * m, 1.0 - m], axis=-1)
+    return {
+        "obs": obs,
+        "action": data["action"] * m,
+        "next_obs": obs,
+        "mask": jnp.ones_like(m[..., 0]),
+    }
+
+
+def absorbing_bootstrap(reward: ArrayLike, discount: ArrayLike, absorbing_reward: Any, gamma: Any):
+    r"""Reward of a transition whose terminal successor is the absorbing state.
+
+    :math:`r + (1 - d)\,\gamma\,r_{\text{abs}}/(1 - \gamma)`: with the SAC target
+    :math:`y = r + \gamma d\,V(s')`, a terminal transition (:math:`d = 0`) then bootstraps from
+    the absorbing state's value :math:`r_{\text{abs}}/(1-\gamma)` instead of 0.
+    """
+    return reward + (1.0 - jnp.asarray(discount)) * gamma * absorbing_reward / (1.0 - gamma)
+
+
 def _sample_valid(key: Any, data: dict[str, Any], n: int) -> dict[str, jax.Array]:
     """``n`` steps drawn uniformly (with replacement) among the unmasked steps of ``[N, T]`` data."""
     mask = data["mask"].reshape(-1)
@@ -394,25 +442,50 @@ def make_chunks(
     )
     networks = make_sac_networks(obs_size, action_size, hidden=cfg.hidden)
     method = cfg.method
+    use_absorbing = cfg.absorbing and method != "csil"
+    view = absorbing_view if use_absorbing else (lambda d: d)
+    demos_view = view(demos)
+    in_size = obs_size + int(use_absorbing)
     reward_net = make_reward_net(
-        obs_size,
+        in_size,
         action_size,
         hidden=cfg.reward_hidden,
         state_action=method == "mlirl_sa",
         clip=cfg.reward_clip,
     )
-    disc = make_discriminator(obs_size, width=cfg.disc_width, blocks=cfg.disc_blocks)
+    disc = make_discriminator(in_size, width=cfg.disc_width, blocks=cfg.disc_blocks)
     reward_opt = optax.chain(
         optax.add_decayed_weights(cfg.reward_weight_decay), optax.adam(cfg.reward_lr)
     )
     disc_opt = optax.adam(cfg.disc_lr)
     bc_opt = optax.adam(cfg.bc_lr)
 
+    def live(obs: Any) -> Any:  # a live (non-absorbing) state as the reward network sees it
+        obs = jnp.asarray(obs)
+        if not use_absorbing:
+            return obs
+        return jnp.concatenate([obs, jnp.zeros((*obs.shape[:-1], 1), obs.dtype)], axis=-1)
+
     def reward_fn(params: Any, obs: Any, action: Any, next_obs: Any) -> jax.Array:
         if method == "csil":
             r = csil_reward(params, networks, obs, action, cfg.csil_alpha)
             return jnp.clip(r, -cfg.reward_clip, cfg.reward_clip)
-        return reward_net.apply(params, obs, action, next_obs)
+        return reward_net.apply(params, live(obs), action, None)
+
+    def relabel_fn(sample: dict[str, Any], params: Any) -> dict[str, Any]:
+        r = reward_fn(params, sample["obs"], sample["action"], sample["next_obs"])
+        if use_absorbing:  # a terminal transition bootstraps from the absorbing state's value
+            flag = jnp.zeros((obs_size + 1,)).at[-1].set(1.0)
+            r_abs = reward_net.apply(params, flag, jnp.zeros((action_size,)), None)
+            r = absorbing_bootstrap(r, sample["discount"], r_abs, cfg.gamma)
+        return {**sample, "reward": r}
+
+    def mean_reward(params: Any, data: dict[str, Any]) -> jax.Array:
+        if method == "csil":
+            r = reward_fn(params, data["obs"], data["action"], data["next_obs"])
+            return masked_mean(r, data["mask"])
+        d = view(data)
+        return masked_mean(reward_net.apply(params, d["obs"], d["action"], None), d["mask"])
 
     def norm(ts: TrainState, obs: Any) -> Any:
         return normalize(ts.obs_stats, obs) if cfg.normalize_observations else obs
@@ -471,7 +544,7 @@ def make_chunks(
 
     def cost_update(key: Any, cost: CostState, rollouts: dict[str, Any]):
         """One step of the reward player on fresh agent rollouts ``[R, T, ...]``."""
-        agent = {k: rollouts[k] for k in ("obs", "action", "next_obs", "mask")}
+        agent = view({k: rollouts[k] for k in ("obs", "action", "next_obs", "mask")})
         zero = jnp.zeros((), jnp.float32)
         disc_params, disc_opt_state, disc_loss = cost.disc_params, cost.disc_opt_state, zero
         if method == "firl_rkl":
@@ -481,7 +554,7 @@ def make_chunks(
             def disc_step(carry: tuple[Any, Any], k: Any) -> tuple[tuple[Any, Any], jax.Array]:
                 p, s = carry
                 k_e, k_a = jax.random.split(k)
-                e = _sample_valid(k_e, demos, half)["obs"]
+                e = _sample_valid(k_e, demos_view, half)["obs"]
                 a = _sample_valid(k_a, agent, half)["obs"]
                 loss, g = jax.value_and_grad(discriminator_loss)(p, disc.apply, e, a)
                 updates, s = disc_opt.update(g, s, p)
@@ -498,7 +571,9 @@ def make_chunks(
                 idx = jax.random.randint(
                     k_expert, (cfg.reward_rollouts,), 0, demos["mask"].shape[0]
                 )
-                trajectories = jax.tree.map(lambda x, y: jnp.concatenate([x, y[idx]]), agent, demos)
+                trajectories = jax.tree.map(
+                    lambda x, y: jnp.concatenate([x, y[idx]]), agent, demos_view
+                )
             log_ratio = disc.apply(disc_params, trajectories["obs"])
 
             def loss_fn(p: Any) -> jax.Array:
@@ -506,7 +581,7 @@ def make_chunks(
         else:
 
             def loss_fn(p: Any) -> jax.Array:
-                return mlirl_loss(p, reward_net.apply, agent, demos, horizon)
+                return mlirl_loss(p, reward_net.apply, agent, demos_view, horizon)
 
         loss, g = jax.value_and_grad(loss_fn)(cost.reward_params)
         updates, reward_opt_state = reward_opt.update(g, cost.reward_opt_state, cost.reward_params)
@@ -516,7 +591,7 @@ def make_chunks(
 
     def chunk_fn(state: DeepState) -> tuple[DeepState, dict[str, jax.Array]]:
         agent = agent_for(state, state.beta, state.sigma)
-        _, iteration = make_iteration(cfg, ep_env, agent, reward_fn=reward_fn)
+        _, iteration = make_iteration(cfg, ep_env, agent, relabel_fn=relabel_fn)
         iters = cfg.sac_steps_per_itr // cfg.num_envs
         zero = jnp.zeros((), jnp.float32)
 
@@ -541,19 +616,13 @@ def make_chunks(
                 )
                 cost, cm = cost_update(k_cost, s.cost, rollouts)
                 rollout_steps = jnp.sum(rollouts["lengths"]).astype(jnp.int32)
-                agent_reward = masked_mean(
-                    reward_fn(params, rollouts["obs"], rollouts["action"], rollouts["next_obs"]),
-                    rollouts["mask"],
-                )
+                agent_reward = mean_reward(params, rollouts)
                 rollout_return = jnp.mean(rollouts["returns"])
             else:
                 cost, cm = s.cost, {"cost_loss": zero, "disc_loss": zero}
                 rollout_steps = jnp.zeros((), jnp.int32)
                 agent_reward, rollout_return = zero, zero
-            expert_reward = masked_mean(
-                reward_fn(params, demos["obs"], demos["action"], demos["next_obs"]),
-                demos["mask"],
-            )
+            expert_reward = mean_reward(params, demos)
             samples = s.samples + iters * cfg.num_envs + rollout_steps
             metrics = {
                 **sac_m,

@@ -21,6 +21,8 @@ from lions_jax.rl import (
 from lions_jax.soar.deep import (
     METHODS,
     DeepSoarConfig,
+    absorbing_bootstrap,
+    absorbing_view,
     bc_loss,
     csil_reward,
     discriminator_loss,
@@ -93,6 +95,28 @@ def test_discriminator_loss_optimum_is_the_log_density_ratio():
         updates, state = opt.update(g, state)
         logits = optax.apply_updates(logits, updates)
     np.testing.assert_allclose(logits, np.log(p_e / p_a), atol=1e-3)
+
+
+def test_absorbing_view_and_bootstrap():
+    data = {
+        "obs": jnp.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]]),
+        "action": jnp.array([[[0.5], [0.6], [0.7]]]),
+        "mask": jnp.array([[1.0, 1.0, 0.0]]),  # terminated after two steps
+    }
+    data["next_obs"] = data["obs"]
+    v = absorbing_view(data)
+    np.testing.assert_array_equal(v["obs"][0], [[1, 2, 0], [3, 4, 0], [0, 0, 1]])
+    np.testing.assert_allclose(v["action"][0, :, 0], [0.5, 0.6, 0.0])
+    np.testing.assert_array_equal(v["mask"], [[1, 1, 1]])
+    # ML-IRL over the view: the absorbing step counts, with the absorbing state's reward
+    flag_reward = lambda w, o, a, o2: o[..., -1] * w  # noqa: E731  reward w on absorbing states
+    expert = absorbing_view({**data, "mask": jnp.ones((1, 3))})
+    np.testing.assert_allclose(
+        mlirl_loss(3.0, flag_reward, v, expert, 3.0), 3.0 * (1.0 / 3.0) * 3.0
+    )
+    # a terminal transition bootstraps from r_abs / (1 - gamma); others are unchanged
+    r = absorbing_bootstrap(jnp.array([1.0, 1.0]), jnp.array([1.0, 0.0]), -0.5, 0.9)
+    np.testing.assert_allclose(r, [1.0, 1.0 + 0.9 * (-0.5) / 0.1], rtol=1e-6)
 
 
 def test_discriminator_network_shapes():
@@ -240,7 +264,11 @@ def test_l1_soar_is_the_base_method_and_samples_are_counted():
     assert np.all(np.isfinite(m["cost_loss"]))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "method",
+    # plain "mlirl" differs from "mlirl_sa" only in the reward's inputs: slow suite only
+    [pytest.param(m, marks=pytest.mark.slow) if m == "mlirl" else m for m in METHODS],
+)
 def test_each_method_runs_without_recompiling(method):
     env = _env()
     extra = {"csil_actor_init": True, "csil_kl_prior": True} if method == "csil" else {}
