@@ -76,11 +76,11 @@ import optax
 from jax.typing import ArrayLike
 
 from lions_jax._src import runner
-from lions_jax.rl.envs import EpisodeEnv, make_env
-from lions_jax.rl.expert import collect_demonstrations
-from lions_jax.rl.networks import Network, make_sac_networks, mlp, tanh_gaussian_log_prob
-from lions_jax.rl.normalization import normalize
-from lions_jax.rl.train import SACConfig, TrainState, evaluate, make_agent, make_iteration
+from lions_jax.rl import envs as rl_envs
+from lions_jax.rl import expert as rl_expert
+from lions_jax.rl import networks as rl_nets
+from lions_jax.rl import normalization as rl_norm
+from lions_jax.rl import train as rl_train
 
 __all__ = [
     "METHODS",
@@ -114,19 +114,19 @@ def make_reward_net(
     hidden: tuple[int, ...] = (64, 64),
     state_action: bool = False,
     clip: float = 10.0,
-) -> Network:
+) -> rl_nets.Network:
     """``apply(params, obs, action, next_obs) -> r`` in ``[-clip, clip]``: an MLP on ``s`` or ``(s, a)``."""
-    net = mlp(obs_size + (action_size if state_action else 0), hidden, 1)
+    net = rl_nets.mlp(obs_size + (action_size if state_action else 0), hidden, 1)
 
     def apply(params: Any, obs: ArrayLike, action: ArrayLike, next_obs: Any) -> jax.Array:
         del next_obs
         x = jnp.concatenate([obs, action], axis=-1) if state_action else jnp.asarray(obs)
         return jnp.clip(net.apply(params, x)[..., 0], -clip, clip)
 
-    return Network(net.init, apply)
+    return rl_nets.Network(net.init, apply)
 
 
-def make_discriminator(in_size: int, *, width: int = 128, blocks: int = 3) -> Network:
+def make_discriminator(in_size: int, *, width: int = 128, blocks: int = 3) -> rl_nets.Network:
     """f-IRL's ResNet-style discriminator: ``apply(params, s) -> logit`` (``log ρ_E/ρ_θ`` estimate).
 
     ``h = tanh(W_in s)``; ``blocks`` residual blocks ``h <- h + tanh(W_2 tanh(W_1 h))``; a linear
@@ -134,9 +134,9 @@ def make_discriminator(in_size: int, *, width: int = 128, blocks: int = 3) -> Ne
     """
     if width < 1 or blocks < 0:
         raise ValueError(f"width must be >= 1 and blocks >= 0, got {width}, {blocks}")
-    first = mlp(in_size, (), width)
-    block = mlp(width, (width,), width, activation=jnp.tanh)
-    head = mlp(width, (), 1)
+    first = rl_nets.mlp(in_size, (), width)
+    block = rl_nets.mlp(width, (width,), width, activation=jnp.tanh)
+    head = rl_nets.mlp(width, (), 1)
 
     def init(key: Any) -> dict[str, Any]:
         k_in, k_blocks, k_out = jax.random.split(key, 3)
@@ -155,7 +155,7 @@ def make_discriminator(in_size: int, *, width: int = 128, blocks: int = 3) -> Ne
         h, _ = jax.lax.scan(body, h, params["blocks"])
         return head.apply(params["out"], h)[..., 0]
 
-    return Network(init, apply)
+    return rl_nets.Network(init, apply)
 
 
 # ---- the reward players' losses (pure) ----------------------------------------------------------
@@ -226,7 +226,7 @@ def firl_rkl_loss(
 def _policy_log_prob(networks: Any, params: Any, obs: ArrayLike, action: ArrayLike) -> jax.Array:
     mean, log_std = networks.actor.apply(params, obs)
     a = jnp.clip(jnp.asarray(action), -1.0 + _ACTION_EPS, 1.0 - _ACTION_EPS)
-    return tanh_gaussian_log_prob(mean, log_std, jnp.arctanh(a))
+    return rl_nets.tanh_gaussian_log_prob(mean, log_std, jnp.arctanh(a))
 
 
 def bc_loss(actor_params: Any, networks: Any, obs: ArrayLike, action: ArrayLike, mask: ArrayLike):
@@ -244,7 +244,7 @@ def csil_reward(
 
 # ---- config and state ---------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DeepSoarConfig(SACConfig):
+class DeepSoarConfig(rl_train.SACConfig):
     """Deep SOAR on one environment: :class:`~lions_jax.rl.SACConfig` (SOAR's defaults) plus the IL loop.
 
     ``total_steps`` and ``eval_every`` count SAC's environment steps (the reward rollouts come on
@@ -354,7 +354,7 @@ class CostState(NamedTuple):
 class DeepState(NamedTuple):
     """A deep SOAR run: the SAC run, the reward player, the bonus, and every env step taken."""
 
-    train: TrainState
+    train: rl_train.TrainState
     cost: CostState
     beta: jax.Array
     sigma: jax.Array
@@ -430,17 +430,17 @@ def make_chunks(
     ``[N, T, ...]`` with ``N >= cfg.num_demos``, ``T = ceil(episode_length / action_repeat)``
     (:func:`lions_jax.rl.load_demonstrations`'s ``"stochastic"`` set).
     """
-    env = make_env(cfg.env, backend=cfg.backend) if env is None else env
+    env = rl_envs.make_env(cfg.env, backend=cfg.backend) if env is None else env
     obs_size, action_size = int(env.observation_size), int(env.action_size)
     demos = _check_expert(expert, obs_size, action_size, cfg)
     horizon = float(demos["mask"].shape[1])
-    ep_env = EpisodeEnv(
+    ep_env = rl_envs.EpisodeEnv(
         env,
         episode_length=cfg.episode_length,
         action_repeat=cfg.action_repeat,
         reset_mode=cfg.reset_mode,
     )
-    networks = make_sac_networks(obs_size, action_size, hidden=cfg.hidden)
+    networks = rl_nets.make_sac_networks(obs_size, action_size, hidden=cfg.hidden)
     method = cfg.method
     use_absorbing = cfg.absorbing and method != "csil"
     view = absorbing_view if use_absorbing else (lambda d: d)
@@ -487,15 +487,15 @@ def make_chunks(
         d = view(data)
         return masked_mean(reward_net.apply(params, d["obs"], d["action"], None), d["mask"])
 
-    def norm(ts: TrainState, obs: Any) -> Any:
-        return normalize(ts.obs_stats, obs) if cfg.normalize_observations else obs
+    def norm(ts: rl_train.TrainState, obs: Any) -> Any:
+        return rl_norm.normalize(ts.obs_stats, obs) if cfg.normalize_observations else obs
 
     def agent_for(state_or_none: DeepState | None, beta: Any, sigma: Any) -> Any:
         prior = None
         if method == "csil" and cfg.csil_kl_prior and state_or_none is not None:
             bc = state_or_none.cost.reward_params
             prior = lambda o, a: _policy_log_prob(networks, bc, o, a)  # noqa: E731
-        return make_agent(cfg, obs_size, action_size, beta=beta, sigma=sigma, prior=prior)
+        return rl_train.make_agent(cfg, obs_size, action_size, beta=beta, sigma=sigma, prior=prior)
 
     def behaviour_cloning(key: Any, params: Any) -> Any:
         def step(carry: tuple[Any, Any], k: Any) -> tuple[tuple[Any, Any], jax.Array]:
@@ -516,7 +516,7 @@ def make_chunks(
         else:
             key, beta, sigma = run, cfg.beta, cfg.sigma
         k_train, k_reward, k_disc = jax.random.split(key, 3)
-        train_init, _ = make_iteration(cfg, ep_env, agent_for(None, cfg.beta, cfg.sigma))
+        train_init, _ = rl_train.make_iteration(cfg, ep_env, agent_for(None, cfg.beta, cfg.sigma))
         ts = train_init(k_train)
         if method == "csil":
             bc = behaviour_cloning(k_reward, networks.actor.init(k_reward))
@@ -591,7 +591,7 @@ def make_chunks(
 
     def chunk_fn(state: DeepState) -> tuple[DeepState, dict[str, jax.Array]]:
         agent = agent_for(state, state.beta, state.sigma)
-        _, iteration = make_iteration(cfg, ep_env, agent, relabel_fn=relabel_fn)
+        _, iteration = rl_train.make_iteration(cfg, ep_env, agent, relabel_fn=relabel_fn)
         iters = cfg.sac_steps_per_itr // cfg.num_envs
         zero = jnp.zeros((), jnp.float32)
 
@@ -606,7 +606,7 @@ def make_chunks(
             }
             if cfg.uses_rollouts:
                 actor = ts.sac.actor_params
-                rollouts = collect_demonstrations(
+                rollouts = rl_expert.collect_demonstrations(
                     k_roll,
                     env,
                     lambda k, o: agent.act(k, actor, norm(ts, o)),
@@ -639,7 +639,7 @@ def make_chunks(
         key, k_eval = jax.random.split(state.train.key)
         state = state._replace(train=state.train._replace(key=key))
         actor = state.train.sac.actor_params
-        ev = evaluate(
+        ev = rl_train.evaluate(
             k_eval,
             env,
             lambda o: agent.act(None, actor, norm(state.train, o), deterministic=True),
