@@ -266,8 +266,8 @@ def test_l1_soar_is_the_base_method_and_samples_are_counted():
 
 @pytest.mark.parametrize(
     "method",
-    # plain "mlirl" differs from "mlirl_sa" only in the reward's inputs: slow suite only
-    [pytest.param(m, marks=pytest.mark.slow) if m == "mlirl" else m for m in METHODS],
+    # the ML-IRL path also runs in the L = 1 test above: the two ML-IRL variants are slow-only
+    [pytest.param(m, marks=pytest.mark.slow) if m.startswith("mlirl") else m for m in METHODS],
 )
 def test_each_method_runs_without_recompiling(method):
     env = _env()

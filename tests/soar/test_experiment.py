@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from lions_jax import cli
 
 
@@ -18,6 +20,7 @@ def test_soar_tabular_tiny_run(tmp_path):
     assert (tmp_path / "r" / "gap_chain.png").exists()
 
 
+@pytest.mark.slow  # ~80 s of compilation (three vmapped SAC programs): `make test-slow`
 def test_soar_brax_tiny_run(tmp_path):
     out = tmp_path / "b"
     argv = ["run", "soar-brax", "--preset", "tiny", "--out", str(out), "--no-progress"]
