@@ -14,6 +14,7 @@ PUBLIC = [
     "lions_jax.rl",
     "lions_jax.soar",
     "lions_jax.soar.deep",
+    "lions_jax.floral",
 ]
 
 

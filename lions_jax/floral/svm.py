@@ -1,0 +1,256 @@
+r"""Kernel-SVM dual, its exact projection, and the projected-gradient step of FLORAL (arXiv 2502.17121).
+
+The dual in minimisation form, for labels :math:`\tilde y \in \{\pm 1\}^n`,
+
+.. math::
+   D(\alpha; \tilde y) = \tfrac12 \alpha^\top Q \alpha - \mathbf 1^\top \alpha,
+   \qquad Q = \operatorname{diag}(\tilde y)\,K\,\operatorname{diag}(\tilde y),
+   \qquad S(\tilde y) = \{0 \le \alpha \le C,\ \tilde y^\top \alpha = 0\}.
+
+The Euclidean projection onto :math:`S` is :math:`\Pi(v) = \operatorname{clip}(v - \lambda^\star
+\tilde y, 0, C)` with :math:`\lambda^\star` the root of the non-increasing, piecewise-linear
+:math:`\varphi(\lambda) = \tilde y^\top \operatorname{clip}(v - \lambda\tilde y, 0, C)`.
+:func:`project_box_hyperplane` finds it by bisection on a bracket that provably contains it
+(static iteration count) followed by one exact step on the final linear piece, or by the
+paper's fixed-point iteration (Algorithm 2); both are jit/vmap-able.
+"""
+
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+__all__ = [
+    "decision_function",
+    "flip_labels",
+    "linear_kernel",
+    "pgd_step",
+    "project_box_hyperplane",
+    "rbf_kernel",
+    "solve_svm_dual",
+    "svm_dual",
+    "svm_dual_grad",
+]
+
+
+def _check_labels_vector(v: jax.Array, y: jax.Array) -> None:
+    if v.ndim != 1 or y.shape != v.shape:
+        raise ValueError(f"v and y: expected equal 1-D shapes, got {v.shape} and {y.shape}")
+
+
+def rbf_kernel(x1: ArrayLike, x2: ArrayLike, gamma: Any) -> jax.Array:
+    r""":math:`K_{ij} = \exp(-\gamma \lVert x_{1,i} - x_{2,j} \rVert^2)` for ``x1 (n, d)``, ``x2 (m, d)``."""
+    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    if x1.ndim != 2 or x2.ndim != 2 or x1.shape[1] != x2.shape[1]:
+        raise ValueError(f"x1, x2: expected (n, d) and (m, d), got {x1.shape} and {x2.shape}")
+    sq = jnp.sum(x1**2, axis=1)[:, None] + jnp.sum(x2**2, axis=1)[None, :] - 2.0 * x1 @ x2.T
+    return jnp.exp(-gamma * jnp.maximum(sq, 0.0))
+
+
+def linear_kernel(x1: ArrayLike, x2: ArrayLike) -> jax.Array:
+    """:math:`K = x_1 x_2^\\top`."""
+    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    if x1.ndim != 2 or x2.ndim != 2 or x1.shape[1] != x2.shape[1]:
+        raise ValueError(f"x1, x2: expected (n, d) and (m, d), got {x1.shape} and {x2.shape}")
+    return x1 @ x2.T
+
+
+def svm_dual(alpha: ArrayLike, y: ArrayLike, kernel: ArrayLike) -> jax.Array:
+    r""":math:`D(\alpha; y) = \frac12 \alpha^\top \operatorname{diag}(y) K \operatorname{diag}(y) \alpha - \mathbf 1^\top\alpha`."""
+    ay = jnp.asarray(alpha) * jnp.asarray(y)
+    return 0.5 * ay @ jnp.asarray(kernel) @ ay - jnp.sum(alpha)
+
+
+def svm_dual_grad(alpha: ArrayLike, y: ArrayLike, kernel: ArrayLike) -> jax.Array:
+    r""":math:`\nabla_\alpha D = \operatorname{diag}(y) K \operatorname{diag}(y)\,\alpha - \mathbf 1`."""
+    y = jnp.asarray(y)
+    return y * (jnp.asarray(kernel) @ (y * jnp.asarray(alpha))) - 1.0
+
+
+def _phi(v: jax.Array, y: jax.Array, c: Any, lam: jax.Array) -> jax.Array:
+    return jnp.sum(y * jnp.clip(v - lam * y, 0.0, c))
+
+
+def project_box_hyperplane(
+    v: ArrayLike,
+    y: ArrayLike,
+    c: Any,
+    *,
+    method: Literal["bisection", "fixed_point"] = "bisection",
+    max_iter: int | None = None,
+) -> jax.Array:
+    r"""Euclidean projection of ``v`` onto :math:`\{0 \le \alpha \le c,\ y^\top\alpha = 0\}`, ``y`` in ±1.
+
+    ``method="bisection"``: the root of :math:`\varphi` lies in :math:`[\min_i y_i v_i - c,\
+    \max_i y_i v_i + c]` (outside it every coordinate is clipped and :math:`\varphi` has the sign
+    of a one-signed label count); ``max_iter`` halvings (default: the float's mantissa bits + 8)
+    and then one exact step on the linear piece :math:`\varphi(\lambda) = \varphi(\lambda_0) -
+    |F|(\lambda - \lambda_0)`, :math:`F` the free coordinates, give feasibility to round-off.
+    ``method="fixed_point"``: the paper's Algorithm 2,
+    :math:`\lambda \leftarrow \frac{e-|I_x|}{e}\lambda + \frac1e\big(c\sum_{I_c} y_i +
+    \sum_{I_x} v_i y_i\big)`, :math:`e = \max(2|I_x|, 1)`, for ``max_iter`` steps (default 1 000;
+    stops early when λ no longer changes). Both are jit/vmap-able. If all labels share one sign
+    the set is :math:`\{0\}`, which both return.
+    """
+    v = jnp.asarray(v)
+    if not jnp.issubdtype(v.dtype, jnp.floating):
+        v = v.astype(jnp.float32)
+    y = jnp.asarray(y, v.dtype)
+    _check_labels_vector(v, y)
+    if method not in ("bisection", "fixed_point"):
+        raise ValueError(f"method must be 'bisection' or 'fixed_point', got {method!r}")
+    c = jnp.asarray(c, v.dtype)
+    yv = y * v
+    if method == "bisection":
+        iters = int(max_iter or jnp.finfo(v.dtype).nmant + 8)
+        lo, hi = jnp.min(yv) - c, jnp.max(yv) + c
+
+        def halve(_: Any, bracket: Any) -> tuple[jax.Array, jax.Array]:
+            lo, hi = bracket
+            mid = 0.5 * (lo + hi)
+            positive = _phi(v, y, c, mid) > 0
+            return jnp.where(positive, mid, lo), jnp.where(positive, hi, mid)
+
+        lo, hi = jax.lax.fori_loop(0, iters, halve, (lo, hi))
+        lam = 0.5 * (lo + hi)
+        z = v - lam * y
+        free = jnp.sum((z > 0) & (z < c))
+        step = jnp.where(free > 0, _phi(v, y, c, lam) / jnp.maximum(free, 1), 0.0)
+        lam_exact = lam + step
+        # keep the exact step only if it stays on the piece (it does once the bracket is tight)
+        same_piece = jnp.all(
+            ((z > 0) & (z < c)) == ((v - lam_exact * y > 0) & (v - lam_exact * y < c))
+        )
+        lam = jnp.where(same_piece, lam_exact, lam)
+        return jnp.clip(v - lam * y, 0.0, c)
+
+    iters = int(max_iter or 1000)
+
+    def cond(state: Any) -> jax.Array:
+        i, lam, prev = state
+        return (i < iters) & (lam != prev)
+
+    def body(state: Any) -> tuple[jax.Array, ...]:
+        i, lam, _ = state
+        z = v - lam * y
+        at_c = z >= c
+        inside = (z > 0) & (z < c)
+        n_x = jnp.sum(inside)
+        e = jnp.maximum(2.0 * n_x, 1.0)
+        new = (e - n_x) / e * lam + (
+            c * jnp.sum(jnp.where(at_c, y, 0.0)) + jnp.sum(jnp.where(inside, yv, 0.0))
+        ) / e
+        return i + 1, new, lam
+
+    lam0 = jnp.zeros((), v.dtype)
+    _, lam, _ = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), lam0, lam0 + 1.0))
+    return jnp.clip(v - lam * y, 0.0, c)
+
+
+def pgd_step(
+    alpha: ArrayLike, y: ArrayLike, kernel: ArrayLike, lr: Any, c: Any, **projection: Any
+) -> jax.Array:
+    r"""One projected-gradient step on the dual: :math:`\Pi_{S(y)}(\alpha - \eta\nabla D(\alpha; y))`."""
+    alpha = jnp.asarray(alpha)
+    return project_box_hyperplane(alpha - lr * svm_dual_grad(alpha, y, kernel), y, c, **projection)
+
+
+def solve_svm_dual(
+    y: ArrayLike,
+    kernel: ArrayLike,
+    c: Any,
+    *,
+    num_steps: int = 5_000,
+    alpha0: ArrayLike | None = None,
+) -> jax.Array:
+    r"""The exact SVM (round 0 of FLORAL): projected gradient on the dual to convergence.
+
+    Step :math:`1/\lambda_{\max}(K)` (the dual's smoothness constant, since
+    :math:`\lVert\operatorname{diag}(y)K\operatorname{diag}(y)\rVert = \lVert K\rVert`), so the dual
+    decreases monotonically; ``num_steps`` is static (``lax.fori_loop``).
+    """
+    y, kernel = jnp.asarray(y), jnp.asarray(kernel)
+    n = y.shape[0]
+    if y.ndim != 1 or kernel.shape != (n, n):
+        raise ValueError(f"y, kernel: expected (n,) and (n, n), got {y.shape} and {kernel.shape}")
+    lr = 1.0 / jnp.linalg.eigvalsh(kernel)[-1]
+    alpha = jnp.zeros(n, kernel.dtype) if alpha0 is None else jnp.asarray(alpha0, kernel.dtype)
+    return jax.lax.fori_loop(0, num_steps, lambda _, a: pgd_step(a, y, kernel, lr, c), alpha)
+
+
+def flip_labels(
+    key: Any,
+    alpha: ArrayLike,
+    y: ArrayLike,
+    budget: int,
+    *,
+    candidate_factor: int = 2,
+    sv_threshold: float = 1e-5,
+) -> jax.Array:
+    r"""FLORAL's randomized top-k attacker: negate ``budget`` labels among the top support vectors.
+
+    Support vectors are :math:`\{i : \alpha_i > \text{sv\_threshold}\}`; the candidates are the
+    ``min(|SV|, candidate_factor * budget)`` with the largest :math:`\alpha_i`; ``budget`` of them
+    (all, if fewer) are drawn uniformly without replacement and their labels in ``y`` (the given
+    labels: flips never accumulate) are negated. ``budget`` is static.
+    """
+    alpha, y = jnp.asarray(alpha), jnp.asarray(y)
+    _check_labels_vector(alpha, y)
+    budget = int(budget)
+    if not 0 <= budget <= alpha.shape[0] or candidate_factor < 1:
+        raise ValueError(
+            f"budget must lie in [0, n={alpha.shape[0]}] and candidate_factor >= 1, "
+            f"got {budget}, {candidate_factor}"
+        )
+    if budget == 0:
+        return y
+    is_sv = alpha > sv_threshold
+    order = jnp.argsort(jnp.where(is_sv, -alpha, jnp.inf))  # SVs by alpha, descending
+    rank = jnp.empty_like(order).at[order].set(jnp.arange(order.shape[0]))
+    n_cand = jnp.minimum(jnp.sum(is_sv), candidate_factor * budget)
+    candidate = rank < n_cand
+    priority = jnp.where(candidate, jax.random.uniform(key, alpha.shape), -1.0)
+    top, idx = jax.lax.top_k(priority, budget)
+    flip = jnp.zeros(alpha.shape, bool).at[idx].set(top >= 0.0)
+    return jnp.where(flip, -y, y)
+
+
+def decision_function(
+    alpha: ArrayLike,
+    labels: ArrayLike,
+    kernel_eval_train: ArrayLike,
+    kernel_train: ArrayLike,
+    *,
+    c: Any = None,
+    bias: Literal["all_sv", "free_sv"] = "all_sv",
+    sv_threshold: float = 1e-5,
+) -> jax.Array:
+    r""":math:`f(x) = \sum_{i \in SV} \alpha_i y_i K(x_i, x) + b`, :math:`b = \operatorname{mean}_{s}(y_s - \sum_{j\in SV} \alpha_j y_j K_{sj})`.
+
+    ``bias="all_sv"`` averages over **all** support vectors, bound ones (:math:`\alpha_s = C`)
+    included: the official code's rule. ``bias="free_sv"`` averages over the free ones
+    (:math:`0 < \alpha_s < C`, needs ``c``), the KKT-exact bias of libsvm/scikit-learn. They
+    differ: on 200 moons points (C = 10, γ = 0.5; 32 of 38 SVs bound) the same optimal α gives
+    98 % vs 100 % agreement with ``sklearn.svm.SVC`` on 200 test points.
+    ``labels`` are the labels the dual was solved with: the round's flipped labels (the
+    official code's predictor) or the given ones (the spec's parity switch is the caller's
+    choice of ``labels``). ``kernel_eval_train`` is ``(m, n)``, ``kernel_train`` ``(n, n)``.
+    """
+    alpha, labels = jnp.asarray(alpha), jnp.asarray(labels)
+    _check_labels_vector(alpha, labels)
+    k_eval, k_train = jnp.asarray(kernel_eval_train), jnp.asarray(kernel_train)
+    n = alpha.shape[0]
+    if k_eval.ndim != 2 or k_eval.shape[1] != n or k_train.shape != (n, n):
+        raise ValueError(
+            f"kernel_eval_train, kernel_train: expected (m, {n}) and ({n}, {n}), "
+            f"got {k_eval.shape} and {k_train.shape}"
+        )
+    if bias not in ("all_sv", "free_sv") or (bias == "free_sv" and c is None):
+        raise ValueError(f"bias must be 'all_sv' or 'free_sv' (with c given), got {bias!r}")
+    sv = alpha > sv_threshold
+    w = jnp.where(sv, alpha * labels, 0.0)
+    margins = labels - k_train @ w
+    on = sv if bias == "all_sv" else sv & (alpha < c - sv_threshold)
+    b = jnp.sum(jnp.where(on, margins, 0.0)) / jnp.maximum(jnp.sum(on), 1)
+    return k_eval @ w + b
