@@ -10,6 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = sorted((ROOT / "benchmarks").glob("*_bench.py"))
+# ~45 s of brax compilation for a smoke run: in `make test-slow` only (CI time)
+SLOW_BENCHES = {"rl_bench.py"}
 REQUIRED = {
     "bench",
     "jax",
@@ -30,7 +32,11 @@ def test_there_are_benchmarks():
     assert {b.name for b in BENCHES} >= {"seeds_bench.py", "generate_bench.py"}
 
 
-@pytest.mark.parametrize("bench", BENCHES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "bench",
+    [pytest.param(b, marks=pytest.mark.slow) if b.name in SLOW_BENCHES else b for b in BENCHES],
+    ids=lambda p: p.name,
+)
 def test_benchmark_tiny_cpu_rows(bench, tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(

@@ -36,6 +36,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.rl.experiment",
     "lions_jax.soar.experiment",
     "lions_jax.soar.brax_experiment",
+    "lions_jax.floral.experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 __all__ = [
@@ -82,6 +83,9 @@ def project_box_hyperplane(
 ) -> jax.Array:
     r"""Euclidean projection of ``v`` onto :math:`\{0 \le \alpha \le c,\ y^\top\alpha = 0\}`, ``y`` in ±1.
 
+    ``c`` is a scalar or one upper bound per coordinate (``c_i = 0`` removes a point, a weight
+    :math:`w_i` scales its :math:`C_i = w_i C`, as sample-weighted SVMs do).
+
     ``method="bisection"``: the root of :math:`\varphi` lies in :math:`[\min_i y_i v_i - c,\
     \max_i y_i v_i + c]` (outside it every coordinate is clipped and :math:`\varphi` has the sign
     of a one-signed label count); ``max_iter`` halvings (default: the float's mantissa bits + 8)
@@ -90,7 +94,11 @@ def project_box_hyperplane(
     ``method="fixed_point"``: the paper's Algorithm 2,
     :math:`\lambda \leftarrow \frac{e-|I_x|}{e}\lambda + \frac1e\big(c\sum_{I_c} y_i +
     \sum_{I_x} v_i y_i\big)`, :math:`e = \max(2|I_x|, 1)`, for ``max_iter`` steps (default 1 000;
-    stops early when λ no longer changes). Both are jit/vmap-able. If all labels share one sign
+    stops early when λ no longer changes), **safeguarded**: the sign of :math:`\varphi` at each
+    iterate shrinks a bracket of the root, and a step that leaves the bracket is replaced by its
+    midpoint. The plain iteration can cycle when no coordinate is free (``v = (0, 1)``,
+    ``y = (-1, 1)``, ``c = 1`` alternates λ = 0, 1 and returns an infeasible point); where it
+    converges the fixed point is the same. Both are jit/vmap-able. If all labels share one sign
     the set is :math:`\{0\}`, which both return.
     """
     v = jnp.asarray(v)
@@ -101,10 +109,12 @@ def project_box_hyperplane(
     if method not in ("bisection", "fixed_point"):
         raise ValueError(f"method must be 'bisection' or 'fixed_point', got {method!r}")
     c = jnp.asarray(c, v.dtype)
+    if c.ndim > 1 or (c.ndim == 1 and c.shape != v.shape):
+        raise ValueError(f"c: expected a scalar or shape {v.shape}, got {c.shape}")
     yv = y * v
     if method == "bisection":
         iters = int(max_iter or jnp.finfo(v.dtype).nmant + 8)
-        lo, hi = jnp.min(yv) - c, jnp.max(yv) + c
+        lo, hi = jnp.min(yv) - jnp.max(c), jnp.max(yv) + jnp.max(c)
 
         def halve(_: Any, bracket: Any) -> tuple[jax.Array, jax.Array]:
             lo, hi = bracket
@@ -128,23 +138,32 @@ def project_box_hyperplane(
     iters = int(max_iter or 1000)
 
     def cond(state: Any) -> jax.Array:
-        i, lam, prev = state
+        i, lam, prev, _, _ = state
         return (i < iters) & (lam != prev)
 
     def body(state: Any) -> tuple[jax.Array, ...]:
-        i, lam, _ = state
+        i, lam, _, lo, hi = state
         z = v - lam * y
         at_c = z >= c
         inside = (z > 0) & (z < c)
         n_x = jnp.sum(inside)
         e = jnp.maximum(2.0 * n_x, 1.0)
         new = (e - n_x) / e * lam + (
-            c * jnp.sum(jnp.where(at_c, y, 0.0)) + jnp.sum(jnp.where(inside, yv, 0.0))
+            jnp.sum(jnp.where(at_c, c * y, 0.0)) + jnp.sum(jnp.where(inside, yv, 0.0))
         ) / e
-        return i + 1, new, lam
+        # safeguard: phi is non-increasing, so its sign at lam shrinks the bracket of the root;
+        # a step leaving the bracket (the plain iteration can cycle) becomes a bisection step
+        phi = _phi(v, y, c, lam)
+        lo = jnp.where(phi > 0, lam, lo)
+        hi = jnp.where(phi < 0, lam, hi)
+        new = jnp.where(phi == 0, lam, new)
+        new = jnp.where((phi != 0) & ((new <= lo) | (new >= hi)), 0.5 * (lo + hi), new)
+        return i + 1, new, lam, lo, hi
 
     lam0 = jnp.zeros((), v.dtype)
-    _, lam, _ = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), lam0, lam0 + 1.0))
+    lo, hi = jnp.min(yv) - jnp.max(c), jnp.max(yv) + jnp.max(c)
+    state = (jnp.zeros((), jnp.int32), lam0, lam0 + 1.0, lo, hi)
+    _, lam, _, _, _ = jax.lax.while_loop(cond, body, state)
     return jnp.clip(v - lam * y, 0.0, c)
 
 
@@ -161,30 +180,50 @@ def solve_svm_dual(
     kernel: ArrayLike,
     c: Any,
     *,
-    num_steps: int = 5_000,
+    num_steps: int = 2_000,
     alpha0: ArrayLike | None = None,
+    accelerated: bool = True,
+    lr: Any = None,
 ) -> jax.Array:
-    r"""The exact SVM (round 0 of FLORAL): projected gradient on the dual to convergence.
+    r"""The exact SVM (round 0 of FLORAL): projected gradient on the dual run to convergence.
 
-    Step :math:`1/\lambda_{\max}(K)` (the dual's smoothness constant, since
-    :math:`\lVert\operatorname{diag}(y)K\operatorname{diag}(y)\rVert = \lVert K\rVert`), so the dual
-    decreases monotonically; ``num_steps`` is static (``lax.fori_loop``).
+    Step ``lr`` (default :math:`1/\lambda_{\max}(K)`, the dual's smoothness constant, since
+    :math:`\lVert\operatorname{diag}(y)K\operatorname{diag}(y)\rVert = \lVert K\rVert`).
+    ``accelerated=False`` is plain projected gradient (the dual decreases monotonically);
+    ``accelerated=True`` is FISTA with O'Donoghue–Candès gradient restarts, which on kernel SVM
+    duals reaches the same optimum in roughly ten times fewer steps. ``num_steps`` is static
+    (``lax.fori_loop``); ``c`` may be per-sample (see :func:`project_box_hyperplane`).
     """
     y, kernel = jnp.asarray(y), jnp.asarray(kernel)
     n = y.shape[0]
     if y.ndim != 1 or kernel.shape != (n, n):
         raise ValueError(f"y, kernel: expected (n,) and (n, n), got {y.shape} and {kernel.shape}")
-    lr = 1.0 / jnp.linalg.eigvalsh(kernel)[-1]
+    if lr is None:
+        lr = 1.0 / jnp.linalg.eigvalsh(kernel)[-1]
     alpha = jnp.zeros(n, kernel.dtype) if alpha0 is None else jnp.asarray(alpha0, kernel.dtype)
-    return jax.lax.fori_loop(0, num_steps, lambda _, a: pgd_step(a, y, kernel, lr, c), alpha)
+    if not accelerated:
+        return jax.lax.fori_loop(0, num_steps, lambda _, a: pgd_step(a, y, kernel, lr, c), alpha)
+
+    def step(_: Any, state: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        a, z, t = state
+        a_new = pgd_step(z, y, kernel, lr, c)
+        t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
+        restart = jnp.vdot(z - a_new, a_new - a) > 0
+        z_new = a_new + jnp.where(restart, 0.0, (t - 1.0) / t_new) * (a_new - a)
+        return a_new, z_new, jnp.where(restart, 1.0, t_new)
+
+    one = jnp.ones((), kernel.dtype)
+    alpha, _, _ = jax.lax.fori_loop(0, num_steps, step, (alpha, alpha, one))
+    return alpha
 
 
 def flip_labels(
     key: Any,
     alpha: ArrayLike,
     y: ArrayLike,
-    budget: int,
+    budget: Any,
     *,
+    max_budget: int | None = None,
     candidate_factor: int = 2,
     sv_threshold: float = 1e-5,
 ) -> jax.Array:
@@ -193,26 +232,38 @@ def flip_labels(
     Support vectors are :math:`\{i : \alpha_i > \text{sv\_threshold}\}`; the candidates are the
     ``min(|SV|, candidate_factor * budget)`` with the largest :math:`\alpha_i`; ``budget`` of them
     (all, if fewer) are drawn uniformly without replacement and their labels in ``y`` (the given
-    labels: flips never accumulate) are negated. ``budget`` is static.
+    labels: flips never accumulate) are negated (the official code's ``randomized_sv_flip``).
+
+    ``budget`` may be a traced integer (so one compiled program vmaps over budgets) when the
+    static ``max_budget`` bounds it; a Python ``budget`` is its own bound.
     """
     alpha, y = jnp.asarray(alpha), jnp.asarray(y)
     _check_labels_vector(alpha, y)
-    budget = int(budget)
-    if not 0 <= budget <= alpha.shape[0] or candidate_factor < 1:
+    n = alpha.shape[0]
+    if max_budget is None:
+        if not isinstance(budget, int | np.integer):
+            raise ValueError("max_budget: required (a Python int) when budget is an array")
+        max_budget = int(budget)
+    max_budget = int(max_budget)
+    if isinstance(budget, int | np.integer) and not 0 <= budget <= max_budget:
+        raise ValueError(f"budget must lie in [0, max_budget={max_budget}], got {budget}")
+    if not 0 <= max_budget <= n or candidate_factor < 1:
         raise ValueError(
-            f"budget must lie in [0, n={alpha.shape[0]}] and candidate_factor >= 1, "
-            f"got {budget}, {candidate_factor}"
+            f"max_budget must lie in [0, n={n}] and candidate_factor >= 1, "
+            f"got {max_budget}, {candidate_factor}"
         )
-    if budget == 0:
+    if max_budget == 0:
         return y
+    budget = jnp.asarray(budget, jnp.int32)
     is_sv = alpha > sv_threshold
     order = jnp.argsort(jnp.where(is_sv, -alpha, jnp.inf))  # SVs by alpha, descending
-    rank = jnp.empty_like(order).at[order].set(jnp.arange(order.shape[0]))
+    rank = jnp.empty_like(order).at[order].set(jnp.arange(n))
     n_cand = jnp.minimum(jnp.sum(is_sv), candidate_factor * budget)
     candidate = rank < n_cand
     priority = jnp.where(candidate, jax.random.uniform(key, alpha.shape), -1.0)
-    top, idx = jax.lax.top_k(priority, budget)
-    flip = jnp.zeros(alpha.shape, bool).at[idx].set(top >= 0.0)
+    top, idx = jax.lax.top_k(priority, max_budget)  # a uniform random order of the candidates
+    chosen = (top >= 0.0) & (jnp.arange(max_budget) < budget)
+    flip = jnp.zeros(alpha.shape, bool).at[idx].set(chosen)
     return jnp.where(flip, -y, y)
 
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lions_jax._src.testing import raises_invalid
@@ -48,8 +48,9 @@ def _cases(draw):
     return np.array(v), np.array(y), c
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)  # every n re-traces: keep it small
 @given(_cases())
+@example((np.array([0.0, 1.0]), np.array([-1.0, 1.0]), 1.0))  # the plain fixed point cycles here
 def test_projection_is_exact_feasible_and_idempotent(case):
     v, y, c = case
     with jax.enable_x64(True):
