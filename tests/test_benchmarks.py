@@ -10,8 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = sorted((ROOT / "benchmarks").glob("*_bench.py"))
-# ~45 s of brax compilation for a smoke run: in `make test-slow` only (CI time)
-SLOW_BENCHES = {"rl_bench.py"}
+# ~45-60 s of compilation each for a smoke run: in `make test-slow` only (CI time)
+SLOW_BENCHES = {"rl_bench.py", "lion_bench.py"}
 REQUIRED = {
     "bench",
     "jax",
