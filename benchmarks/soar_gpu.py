@@ -10,7 +10,7 @@ share of the program time per run ÷ the base runs', measured by timing each par
 Sizing (spec §10): the first chunk is timed and the number of chunks is cut so the projected
 run fits ``--budget-s`` (default 300 s); the rows say how many steps actually ran. Expert data:
 ``$LIONS_JAX_DATA/experts/<env>-generalized`` (``lions-jax run expert --env hopper``) or, when
-missing, a SAC expert trained in this script for ``--expert-steps`` (reported with its return).
+missing, the `expert` experiment run here (brax hopper SAC, 200k steps; reported with its return).
 
     python benchmarks/soar_gpu.py --device gpu            # hopper, 8 seeds, <= 300k steps
     python benchmarks/soar_gpu.py --device cpu --tiny     # point-mass smoke run
@@ -28,9 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lions_jax._src import runner
-from lions_jax.rl import SACConfig, collect_demonstrations, make_env
-from lions_jax.rl import expert as expert_io
-from lions_jax.rl import train as sac_train
+from lions_jax.rl import make_env
+from lions_jax.soar.brax_experiment import SoarBraxConfig, load_expert
 from lions_jax.soar.deep import DeepSoarConfig, make_chunks
 
 BENCH = "soar_gpu"
@@ -78,51 +77,14 @@ def settings(args):
     )
 
 
-def load_or_train_expert(args, env_name, episode_length, expert_steps):
-    env = make_env(env_name)
-    if env_name == "point_mass":
-        demos = collect_demonstrations(
-            jax.random.key(3),
-            env,
-            lambda k, o: env.optimal_action(o),
-            num_episodes=4,
-            episode_length=episode_length,
-        )
-        return jax.tree.map(np.asarray, demos), float(np.mean(demos["returns"])), 0.0
-    directory = expert_io.expert_dir(env_name)
-    if (directory / expert_io.SUMMARY_FILE).is_file():
-        demos, summary = expert_io.load_demonstrations(directory)
-        return demos["stochastic"], float(summary["returns"]["stochastic"]["mean"]), 0.0
+def load_or_train_expert(args, base_cfg, expert_steps):
+    """The experiment's expert loader (trains and caches brax's hopper SAC expert if missing)."""
+    cfg = SoarBraxConfig(**base_cfg)
     t0 = time.perf_counter()
-    cfg = SACConfig(
-        env=env_name,
-        total_steps=expert_steps,
-        eval_every=expert_steps // 4,
-        num_envs=128,
-        batch_size=512,
-        updates_per_step=32,
-        learning_starts=8_192,
-        gamma=0.997,
-        actor_lr=6e-4,
-        critic_lr=6e-4,
-        alpha_lr=6e-4,
-        reward_scale=30.0,
-        buffer_size=expert_steps,
+    demos, summary = load_expert(
+        cfg, Path(args.out) / "soar_gpu", progress=False, expert_steps=expert_steps
     )
-    state, _ = jax.jit(sac_train.make_train(cfg, env))(jax.random.key(0))
-    agent = sac_train.make_agent(cfg, env.observation_size, env.action_size)
-    actor = state.sac.actor_params
-    demos = jax.jit(
-        lambda k: collect_demonstrations(
-            k,
-            env,
-            lambda kk, o: agent.act(kk, actor, o),
-            num_episodes=16,
-            episode_length=episode_length,
-        )
-    )(jax.random.key(1))
-    demos = jax.tree.map(np.asarray, demos)
-    return demos, float(demos["returns"].mean()), time.perf_counter() - t0
+    return demos, float(summary["returns"]["deterministic"]["mean"]), time.perf_counter() - t0
 
 
 def main():
@@ -131,9 +93,7 @@ def main():
     budget = 20.0 if p_args.tiny else 300.0
     sigma = 10.0
     env = make_env(base_cfg["env"])
-    expert, expert_return, expert_s = load_or_train_expert(
-        p_args, base_cfg["env"], 1000 if not p_args.tiny else 20, expert_steps
-    )
+    expert, expert_return, expert_s = load_or_train_expert(p_args, base_cfg, expert_steps)
     for method in ("mlirl_sa", "csil"):
         programs = {}
         for members in (1, 4):

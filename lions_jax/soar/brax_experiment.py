@@ -38,7 +38,7 @@ from lions_jax.rl import expert as expert_io
 from lions_jax.rl.envs import make_env
 from lions_jax.soar import deep
 
-__all__ = ["PRESETS", "SoarBraxConfig", "run"]
+__all__ = ["PRESETS", "SoarBraxConfig", "load_expert", "run"]
 
 _DEEP_FIELDS = tuple(f.name for f in dataclasses.fields(deep.DeepSoarConfig))
 
@@ -136,7 +136,16 @@ PRESETS = {
 }
 
 
-def _load_expert(cfg: SoarBraxConfig, out_dir: Path, progress: bool) -> tuple[dict, dict]:
+def load_expert(
+    cfg: SoarBraxConfig, out_dir: Path, *, progress: bool = True, expert_steps: int = 0
+) -> tuple[dict, dict]:
+    """``(demos, summary)``: the ``cfg.expert_policy`` set of ``cfg.env``'s expert data.
+
+    Cached data (``cfg.expert_data`` or :func:`~lions_jax.rl.expert.expert_dir`) are loaded;
+    missing data are produced by the ``expert`` experiment in ``out_dir/expert`` (its quick
+    preset for inverted_pendulum, else its GPU preset; ``expert_steps`` > 0 overrides the
+    budget). The point-mass test env's expert is its greedy controller.
+    """
     directory = (
         Path(cfg.expert_data) if cfg.expert_data else expert_io.expert_dir(cfg.env, cfg.backend)
     )
@@ -159,7 +168,11 @@ def _load_expert(cfg: SoarBraxConfig, out_dir: Path, progress: bool) -> tuple[di
         preset = EXPERT_PRESETS["quick" if cfg.env == "inverted_pendulum" else "paper"]
         run_expert(
             dataclasses.replace(
-                preset, env=cfg.env, backend=cfg.backend, episode_length=cfg.episode_length
+                preset,
+                env=cfg.env,
+                backend=cfg.backend,
+                episode_length=cfg.episode_length,
+                total_steps=expert_steps or preset.total_steps,
             ),
             out_dir / "expert",
             progress=progress,
@@ -180,7 +193,7 @@ def _first_reach(samples: np.ndarray, curve: np.ndarray, target: float) -> float
 def run(cfg: SoarBraxConfig, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    expert, expert_summary = _load_expert(cfg, out_dir, progress)
+    expert, expert_summary = load_expert(cfg, out_dir, progress=progress)
     expert_return = float(expert_summary["returns"]["deterministic"]["mean"])
     target = cfg.threshold_frac * expert_return
     env = make_env(cfg.env, backend=cfg.backend)
