@@ -14,8 +14,9 @@ method is trained on the poisoned labels and scored on the clean test set:
   w = 0.05, θ = 0.75): :mod:`lions_jax.floral.baselines`;
 * **NN** / **NN-PGD** (optional, ``nn=True``): the MLP baselines of :mod:`lions_jax.floral.nn`.
 
-Everything for one dataset — poisoning and all methods over seeds × attacks × rates — is one
-``jax.jit(jax.vmap(...))`` program. Datasets: ``moons`` (2 000 points, noise 0.2, standardised,
+Everything for one dataset — poisoning and all methods over seeds × attacks — is one
+``jax.jit(jax.vmap(...))`` program, called once per poison rate (the number of flips is traced,
+so all rates share the compiled program). Datasets: ``moons`` (2 000 points, noise 0.2, standardised,
 500/500/1 000), ``digits17`` (scikit-learn's 8×8 digits 1 vs 7 stand in for MNIST 1-vs-7; 50/20/30 %
 split, γ = 1/(d·Var X)) and ``fashion`` (Fashion-MNIST Sandal vs Sneaker, PCA to 20-d, 2 000 / 500 /
 2 000, only where the Debian ``dataset-fashion-mnist`` files are present; it stands in for the
@@ -169,8 +170,12 @@ def _methods(cfg: FloralExperimentConfig) -> tuple[str, ...]:
     return names + (("NN", "NN-PGD") if cfg.nn else ())
 
 
-def _make_eval(cfg: FloralExperimentConfig, name: str, n_train: int, d: int, max_flips: int) -> Any:
-    """``evaluate(key, split, num_flips) -> {attack: {method: acc}, 'floral_curve': ...}``."""
+def _make_eval(
+    cfg: FloralExperimentConfig, name: str, n_train: int, d: int, max_flips: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(attacks, methods)`` for one seed: ``attacks[a](key, split, num_flips) -> labels`` and
+    ``methods[m](key, split, labels) -> {label: value}`` (clean-test accuracies; FLORAL also
+    returns its curve over rounds)."""
     gamma = 0.5 if name == "moons" else "scale"
     budget = max(1, round(cfg.budget_frac * n_train))
     fcfg = FloralConfig(
@@ -178,64 +183,65 @@ def _make_eval(cfg: FloralExperimentConfig, name: str, n_train: int, d: int, max
         exact_steps=cfg.exact_steps,
     )  # fmt: skip
     floral = make_train(fcfg)
-    nn_cfgs = {
-        "NN": NNConfig(epochs=cfg.nn_epochs),
-        "NN-PGD": NNConfig(epochs=cfg.nn_epochs, adversarial=True),
-    }
-    nn_trains = {k: make_nn_train(v, d) for k, v in nn_cfgs.items()} if cfg.nn else {}
 
-    def svm_acc(y: Any, k_train: Any, k_test: Any, y_test: Any, c: Any) -> jax.Array:
-        alpha = solve_svm_dual(y, k_train, c, num_steps=cfg.exact_steps)
-        f = decision_function(alpha, y, k_test, k_train, c=c, bias="free_sv")
-        return jnp.mean(jnp.sign(f) == y_test)
+    def kernels(split: Any) -> tuple[Any, Any]:
+        return kernel_matrices(fcfg, split[0], split[4])
 
-    def methods(key: Any, split: Any, y_p: Any) -> dict[str, Any]:
-        x_tr, _, _, _, x_te, y_te = split
-        k_tr, k_te = kernel_matrices(fcfg, x_tr, x_te)
-        keys = jax.random.split(key, 4)
-        _, m = floral(keys[0], FloralData(x_tr, y_p, x_te, y_te))
-        out = {
-            "SVM": svm_acc(y_p, k_tr, k_te, y_te, cfg.c),
-            "FLORAL": m["test_acc"][-1],
-            "LN-SVM": _ln_acc(y_p, k_tr, k_te, y_te),
-            "LS-SVM": svm_acc(ls_sanitize(x_tr, y_p, k=cfg.ls_k, eta=cfg.ls_eta), k_tr, k_te, y_te, cfg.c),
-            "Curie": svm_acc(y_p, k_tr, k_te, y_te, cfg.c * curie_filter(keys[1], x_tr, y_p)),
-            "floral_curve": m["test_acc"],
-        }  # fmt: skip
-        for i, (label, train) in enumerate(nn_trains.items()):
-            out[label] = train(keys[2 + i], x_tr, y_p, x_te, y_te)[1]["test_accuracy"]
-        return out
+    def svm_acc(y: Any, split: Any, c: Any) -> jax.Array:
+        k_tr, k_te = kernels(split)
+        alpha = solve_svm_dual(y, k_tr, c, num_steps=cfg.exact_steps)
+        f = decision_function(alpha, y, k_te, k_tr, c=c, bias="free_sv")
+        return jnp.mean(jnp.sign(f) == split[5])
 
-    def _ln_acc(y: Any, k_tr: Any, k_te: Any, y_te: Any) -> jax.Array:
+    def ln_acc(y: Any, split: Any) -> jax.Array:
+        k_tr, k_te = kernels(split)
         k_ln = ln_svm_kernel(k_tr, cfg.ln_mu)
         alpha = solve_svm_dual(y, k_ln, cfg.c, num_steps=cfg.exact_steps)
-        f = decision_function(
-            alpha, y, ln_svm_eval_kernel(k_te, cfg.ln_mu), k_ln, c=cfg.c, bias="free_sv"
-        )
-        return jnp.mean(jnp.sign(f) == y_te)
+        k_eval = ln_svm_eval_kernel(k_te, cfg.ln_mu)
+        f = decision_function(alpha, y, k_eval, k_ln, c=cfg.c, bias="free_sv")
+        return jnp.mean(jnp.sign(f) == split[5])
 
-    def poison(key: Any, split: Any, num_flips: Any) -> dict[str, jax.Array]:
+    def floral_run(key: Any, split: Any, y: Any) -> dict[str, Any]:
+        _, m = floral(key, FloralData(split[0], y, split[4], split[5]))
+        return {"FLORAL": m["test_acc"][-1], "floral_curve": m["test_acc"]}
+
+    methods = {
+        "SVM": lambda key, split, y: {"SVM": svm_acc(y, split, cfg.c)},
+        "FLORAL": floral_run,
+        "LN-SVM": lambda key, split, y: {"LN-SVM": ln_acc(y, split)},
+        "LS-SVM": lambda key, split, y: {
+            "LS-SVM": svm_acc(ls_sanitize(split[0], y, k=cfg.ls_k, eta=cfg.ls_eta), split, cfg.c)
+        },
+        "Curie": lambda key, split, y: {
+            "Curie": svm_acc(y, split, cfg.c * curie_filter(key, split[0], y))
+        },
+    }
+    if cfg.nn:
+        for label, adversarial in (("NN", False), ("NN-PGD", True)):
+            train = make_nn_train(NNConfig(epochs=cfg.nn_epochs, adversarial=adversarial), d)
+            methods[label] = lambda key, split, y, train=train, label=label: {
+                label: train(key, split[0], y, split[4], split[5])[1]["test_accuracy"]
+            }
+
+    def lfa(key: Any, split: Any, num_flips: Any) -> jax.Array:
         x_tr, y_tr, x_va, y_va, _, _ = split
         k_tr, k_va = kernel_matrices(fcfg, x_tr, x_va)
-        out = {}
-        if "random" in cfg.attacks:
-            out["random"] = random_flips(key, y_tr, num_flips)
-        if "influential" in cfg.attacks:
-            alpha = solve_svm_dual(y_tr, k_tr, cfg.c, num_steps=cfg.exact_steps)
-            out["influential"] = influential_flips(alpha, y_tr, num_flips)
-        if "lfa" in cfg.attacks:
-            out["lfa"] = lfa_flips(
-                key, y_tr, k_tr, k_va, y_va, num_flips, c=cfg.c, num_stages=cfg.lfa_stages,
-                num_candidates=min(n_train, cfg.lfa_candidates), max_flips=max_flips,
-            )  # fmt: skip
-        return out
+        return lfa_flips(
+            key, y_tr, k_tr, k_va, y_va, num_flips, c=cfg.c, num_stages=cfg.lfa_stages,
+            num_candidates=min(n_train, cfg.lfa_candidates), max_flips=max_flips,
+        )  # fmt: skip
 
-    def evaluate(key: Any, split: Any, num_flips: Any) -> dict[str, Any]:
-        k_poison, k_train = jax.random.split(key)
-        poisoned = poison(k_poison, split, num_flips)
-        return {a: methods(k_train, split, y_p) for a, y_p in poisoned.items()}
+    def influential(key: Any, split: Any, num_flips: Any) -> jax.Array:
+        k_tr = kernel_matrices(fcfg, split[0], split[0])[0]
+        alpha = solve_svm_dual(split[1], k_tr, cfg.c, num_steps=cfg.exact_steps)
+        return influential_flips(alpha, split[1], num_flips)
 
-    return evaluate
+    attacks = {
+        "random": lambda key, split, num_flips: random_flips(key, split[1], num_flips),
+        "influential": influential,
+        "lfa": lfa,
+    }
+    return {a: attacks[a] for a in cfg.attacks}, methods
 
 
 def _ci95(v: np.ndarray) -> float:
@@ -260,15 +266,30 @@ def run(cfg: FloralExperimentConfig, out_dir: Path, *, progress: bool = True) ->
         stacked = tuple(np.stack(p) for p in zip(*splits, strict=True))
         n_train, d = stacked[0].shape[1:]
         flips = np.array([round(r / 100 * n_train) for r in cfg.rates], np.int32)
-        evaluate = _make_eval(cfg, name, n_train, d, int(flips.max()))
+        attack_fns, method_fns = _make_eval(cfg, name, n_train, d, int(flips.max()))
         keys = jax.random.split(jax.random.key(cfg.seed), cfg.num_seeds)
-        grid = jax.vmap(  # rates (outer) x seeds (inner)
-            jax.vmap(evaluate, in_axes=(0, 0, None)), in_axes=(None, None, 0)
-        )
+        poison_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+        method_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        # Seeds vmapped, one compiled program per attack and per method, reused across rates (the
+        # number of flips is traced). One program for everything deadlocked XLA:CPU (all threads
+        # idle) with the LFA attack and 10 seeds; separate programs also keep the batch small.
+        attack_jit = {a: jax.jit(jax.vmap(f, in_axes=(0, 0, None))) for a, f in attack_fns.items()}
+        method_jit = {m: jax.jit(jax.vmap(f)) for m, f in method_fns.items()}
         t = time.perf_counter()
-        out = jax.device_get(jax.jit(grid)(keys, stacked, jnp.asarray(flips)))
-        if progress:
-            print(f"floral: {name} ({n_train} train) done in {time.perf_counter() - t:.1f}s")
+        parts = []
+        for rate, k in zip(cfg.rates, flips, strict=True):
+            part: dict[str, dict[str, Any]] = {}
+            for attack, poison in attack_jit.items():
+                y_p = poison(poison_keys, stacked, jnp.asarray(k))
+                part[attack] = {}
+                for fn in method_jit.values():
+                    part[attack].update(jax.device_get(fn(method_keys, stacked, y_p)))
+            parts.append(part)
+            if progress:
+                print(
+                    f"floral: {name} {rate:g} % done at {time.perf_counter() - t:.1f}s", flush=True
+                )
+        out = jax.tree.map(lambda *a: np.stack(a), *parts)  # leaves (rates, seeds, ...)
         ds_summary: dict[str, Any] = {"n_train": int(n_train), "dim": int(d), "attacks": {}}
         for attack in cfg.attacks:
             acc = {m: np.asarray(out[attack][m]) for m in methods}  # (rates, seeds)
