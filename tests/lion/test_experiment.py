@@ -64,6 +64,7 @@ def test_digits_train_is_pure_and_vmaps(variant="s-natural"):
     assert not np.array_equal(m1["train_loss"][0], m1["train_loss"][1])
 
 
+@pytest.mark.slow  # ~60 s of compilation on 2 cores: `make test-slow` (CI time, stop 19)
 def test_run_digits_and_mlm_write_results(tmp_path):
     dcfg = E.DigitsConfig(
         num_seeds=2,
