@@ -15,6 +15,7 @@ PUBLIC = [
     "lions_jax.soar",
     "lions_jax.soar.deep",
     "lions_jax.floral",
+    "lions_jax.vrls",
 ]
 
 
