@@ -37,6 +37,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.soar.experiment",
     "lions_jax.soar.brax_experiment",
     "lions_jax.floral.experiment",
+    "lions_jax.vrls.ratio_experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")

@@ -140,12 +140,29 @@ def confusion_matrix(probs: ArrayLike, labels: ArrayLike, *, soft: bool = False)
     return pred.T @ jax.nn.one_hot(labels, c, dtype=probs.dtype) / probs.shape[0]
 
 
-def target_mean_prediction(probs_target: ArrayLike, *, soft: bool = False) -> jax.Array:
-    r""":math:`\hat\mu_i = \hat p_{te}(\hat y = i)` on unlabelled target data (hard or soft)."""
+def target_mean_prediction(
+    probs_target: ArrayLike, *, soft: bool = False, weights: ArrayLike | None = None
+) -> jax.Array:
+    r""":math:`\hat\mu_i = \hat p_{te}(\hat y = i)` on unlabelled target data (hard or soft);
+    ``weights`` (``(m,)``, ≥ 0) make it a weighted mean, e.g. a 0/1 mask over padded rows."""
     probs = _check_probs(probs_target, "probs_target")
-    if soft:
-        return probs.mean(0)
-    return jax.nn.one_hot(jnp.argmax(probs, -1), probs.shape[1], dtype=probs.dtype).mean(0)
+    w = _check_weights(weights, probs)
+    pred = (
+        probs if soft else jax.nn.one_hot(jnp.argmax(probs, -1), probs.shape[1], dtype=probs.dtype)
+    )
+    return w @ pred
+
+
+def _check_weights(weights: Any, probs: jax.Array) -> jax.Array:
+    """Sample weights normalised to sum to one (uniform when ``None``)."""
+    if weights is None:
+        return jnp.full(probs.shape[0], 1.0 / probs.shape[0], probs.dtype)
+    w = jnp.asarray(weights, probs.dtype)
+    if w.shape != probs.shape[:1]:
+        raise ValueError(f"weights: expected shape {probs.shape[:1]}, got {w.shape}")
+    if _is_concrete(w) and not (float(w.min()) >= 0 and float(w.sum()) > 0):
+        raise ValueError("weights: expected non-negative weights with a positive sum")
+    return w / w.sum()
 
 
 def normalize_ratio(r: ArrayLike, p_train: ArrayLike) -> jax.Array:
@@ -265,6 +282,7 @@ def mlls(
     method: Literal["em", "pgd"] = "em",
     tol: float = 1e-6,
     max_iter: int = 100,
+    weights: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Maximum-likelihood label shift (MLLS / the VRLS estimator) by EM or projected gradient.
 
@@ -273,9 +291,13 @@ def mlls(
       p_train: ``(C,)`` source label frequencies (the prior the predictor was trained under).
       method: ``"em"`` (Saerens' fixed point, the standard solver) or ``"pgd"`` (projected
         gradient ascent with backtracking on the simplex in :math:`q = r\odot p_{tr}`).
-      tol: stop when the largest change of :math:`q` in an iteration is below ``tol``.
+      tol: ``em`` stops when the largest change of :math:`q` in an iteration is below ``tol``;
+        ``pgd`` when the largest entry of the gradient mapping :math:`(q_+ - q)/t` is.
       max_iter: static iteration cap (``pgd`` usually needs several hundred; EM on separable
         predictors converges in tens).
+      weights: optional ``(m,)`` non-negative sample weights (the objective becomes the weighted
+        mean log-likelihood); a 0/1 mask lets target samples of different sizes share one
+        compiled program.
 
     Returns:
       ``(C,)`` ratio :math:`\hat r \in R`; jit/vmap-able (``method``, ``tol``, ``max_iter`` static).
@@ -292,26 +314,27 @@ def mlls(
         raise ValueError(f"tol must be > 0 and max_iter >= 1, got tol={tol}, max_iter={max_iter}")
     probs = _check_probs(probs_target, "probs_target")
     p_tr = _check_marginal(p_train, "p_train", probs.shape[1]).astype(probs.dtype)
-    return _mlls(probs, p_tr, method, tol, max_iter)
+    w = _check_weights(weights, probs)
+    return _mlls(probs, p_tr, w, method, tol, max_iter)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _mlls(probs: Any, p_tr: Any, method: str, tol: float, max_iter: int) -> jax.Array:
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _mlls(probs: Any, p_tr: Any, w: Any, method: str, tol: float, max_iter: int) -> jax.Array:
     # Jitted (cached per static options and shapes) so eager callers compile the loop once.
     present = p_tr > 0
     safe_p = jnp.where(present, p_tr, 1.0)
     # g_j(y) = f_y(x_j) / p_tr(y): the likelihood ratio in q-space, log-likelihood mean_j log g_j^T q.
     g = jnp.where(present, probs / safe_p, 0.0)
     solve = _em if method == "em" else _pgd
-    q = solve(g, p_tr, tol, max_iter)
+    q = solve(g, w, p_tr, tol, max_iter)
     return jnp.where(present, q / safe_p, 0.0)
 
 
-def _em(g: jax.Array, q0: jax.Array, tol: float, max_iter: int) -> jax.Array:
+def _em(g: jax.Array, w: jax.Array, q0: jax.Array, tol: float, max_iter: int) -> jax.Array:
     def step(q: Any) -> jax.Array:
         post = g * q  # pi_j(y) ∝ w_y f_y(x_j) = q_y g_j(y)
         post = post / jnp.maximum(post.sum(-1, keepdims=True), jnp.finfo(g.dtype).tiny)
-        return post.mean(0)
+        return w @ post
 
     def cond(carry: Any) -> jax.Array:
         it, _, change = carry
@@ -326,7 +349,7 @@ def _em(g: jax.Array, q0: jax.Array, tol: float, max_iter: int) -> jax.Array:
     return jax.lax.while_loop(cond, body, init)[1]
 
 
-def _pgd(g: jax.Array, q0: jax.Array, tol: float, max_iter: int) -> jax.Array:
+def _pgd(g: jax.Array, w: jax.Array, q0: jax.Array, tol: float, max_iter: int) -> jax.Array:
     """Projected gradient ascent on mean_j log(g_j^T q) over the simplex, Armijo backtracking.
 
     Each iteration tries step sizes ``2 s, s, s/2, ...`` (``s`` the last accepted one, starting at
@@ -335,9 +358,10 @@ def _pgd(g: jax.Array, q0: jax.Array, tol: float, max_iter: int) -> jax.Array:
     """
     dtype = g.dtype
     big = jnp.asarray(jnp.finfo(dtype).max, dtype)
+    slack = 8 * jnp.finfo(dtype).eps  # rounding allowance in the sufficient-increase test
 
     def objective(q: Any) -> jax.Array:
-        val = jnp.mean(jnp.log(g @ q))
+        val = w @ jnp.log(jnp.where(w > 0, g @ q, 1.0))
         return jnp.where(jnp.isfinite(val), val, -big)
 
     def ascent(q: Any, grad: Any, t: Any) -> jax.Array:
@@ -354,13 +378,15 @@ def _pgd(g: jax.Array, q0: jax.Array, tol: float, max_iter: int) -> jax.Array:
         def accepted(t_: Any) -> jax.Array:
             q_new = ascent(q, grad, t_)
             d = q_new - q
-            return objective(q_new) >= f + d @ grad - (d @ d) / (2 * t_) - 1e-15 * jnp.abs(f)
+            return objective(q_new) >= f + d @ grad - (d @ d) / (2 * t_) - slack * jnp.abs(f)
 
         t = jax.lax.while_loop(
             lambda t_: ~accepted(t_) & (t_ > 1e-20), lambda t_: 0.5 * t_, 2.0 * t
         )
         q_new = ascent(q, grad, t)
-        return it + 1, q_new, t, jnp.max(jnp.abs(q_new - q))
+        # Stop on the gradient mapping |q+ - q| / t (zero exactly at the maximiser), not on the
+        # step alone, which is also small when backtracking has shrunk t.
+        return it + 1, q_new, t, jnp.max(jnp.abs(q_new - q)) / t
 
     init = (jnp.asarray(0), q0, jnp.asarray(1.0, dtype), jnp.asarray(jnp.inf, dtype))
     return jax.lax.while_loop(cond, body, init)[1]

@@ -87,25 +87,27 @@ def test_mlls_satisfies_kkt(x64):
     assert jnp.all(grad <= 1 + 1e-6)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+@functools.partial(jax.jit, static_argnums=(1, 3))
 def _random_problem_and_mlls(key, num_classes, m, method):
+    # m (1..40) is traced: the sample is padded to 40 rows and masked by ``weights``.
     kp, kq = jax.random.split(key)
-    probs = jax.random.dirichlet(kp, jnp.full(num_classes, 0.3), (m,))
+    probs = jax.random.dirichlet(kp, jnp.full(num_classes, 0.3), (40,))
     probs = probs / probs.sum(-1, keepdims=True)
     p_tr = jax.random.dirichlet(kq, jnp.full(num_classes, 2.0)) * 0.98 + 0.02 / num_classes
-    return mlls(probs, p_tr / p_tr.sum(), method=method, max_iter=300), p_tr
+    mask = jnp.arange(40) < m
+    return mlls(probs, p_tr / p_tr.sum(), method=method, max_iter=300, weights=mask), p_tr
 
 
 @settings(max_examples=20, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
     num_classes=st.sampled_from([2, 5]),
-    m=st.sampled_from([1, 40]),
+    m=st.integers(1, 40),
     method=st.sampled_from(["em", "pgd"]),
 )
 def test_mlls_stays_in_constraint_set(seed, num_classes, m, method):
     # Random Dirichlet(0.3) probabilities (many near-zero entries) and training priors; one
-    # compiled program per (C, m, method) combination.
+    # compiled program per (C, method).
     r, p_tr = _random_problem_and_mlls(jax.random.key(seed), num_classes, m, method)
     assert jnp.all(jnp.isfinite(r)) and jnp.all(r >= 0)
     np.testing.assert_allclose(jnp.sum(r * p_tr / p_tr.sum()), 1.0, rtol=1e-5)  # float32 sums
@@ -213,3 +215,25 @@ def test_bad_inputs_raise():
         rlls(jnp.eye(2) / 2, jnp.ones(2) / 2, delta=-1.0)
     with pytest.raises(ValueError, match="labels: expected integer"):
         confusion_matrix(probs, jnp.array([0.0, 1.0]))
+
+
+def test_weights_mask_equals_truncated_sample(x64):
+    # A 0/1 mask over a padded sample gives the estimate of the unpadded sample (the experiment
+    # relies on this to share one program across test sizes).
+    x, _ = sample_mixture(jax.random.key(6), Q_TE, 300)
+    probs = exact_posterior(x, P_TR)
+    mask = jnp.arange(300) < 120
+    for method in ("em", "pgd"):
+        np.testing.assert_allclose(
+            mlls(probs, P_TR, method=method, weights=mask, tol=1e-12, max_iter=5_000),
+            mlls(probs[:120], P_TR, method=method, tol=1e-12, max_iter=5_000),
+            rtol=1e-8,
+        )
+    for soft in (False, True):
+        np.testing.assert_allclose(
+            target_mean_prediction(probs, soft=soft, weights=mask),
+            target_mean_prediction(probs[:120], soft=soft),
+            rtol=1e-12,
+        )
+    with pytest.raises(ValueError, match="weights: expected shape"):
+        mlls(probs, P_TR, weights=mask[:10])
