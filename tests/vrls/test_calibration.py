@@ -8,7 +8,12 @@ import pytest
 from jax.test_util import check_grads
 
 from lions_jax._src.testing import raises_invalid
-from lions_jax.vrls import calibrated_probs, corrected_predict, entropy_regularized_ce, fit_temperature
+from lions_jax.vrls import (
+    calibrated_probs,
+    corrected_predict,
+    entropy_regularized_ce,
+    fit_temperature,
+)
 from lions_jax.vrls.predictor import PredictorConfig, make_predictor
 
 
@@ -21,12 +26,16 @@ def test_entropy_regularized_ce_closed_forms(x64):
         rtol=1e-14,
     )
     # Uniform logits: CE = H = log C, so the loss is (1 - zeta) log C.
-    np.testing.assert_allclose(entropy_regularized_ce(jnp.zeros((2, 4)), labels[:2], 0.3), 0.7 * np.log(4), rtol=1e-14)
+    np.testing.assert_allclose(
+        entropy_regularized_ce(jnp.zeros((2, 4)), labels[:2], 0.3), 0.7 * np.log(4), rtol=1e-14
+    )
     # Against the definition -log p_y + zeta * sum p log p, written out.
     p = jax.nn.softmax(logits)
     ref = -jnp.log(p[jnp.arange(6), labels]) + 0.2 * jnp.sum(p * jnp.log(p), -1)
     np.testing.assert_allclose(entropy_regularized_ce(logits, labels, 0.2), ref, rtol=1e-12)
-    check_grads(lambda z: entropy_regularized_ce(z, labels, 0.2).sum(), (logits,), order=2, modes=("rev",))
+    check_grads(
+        lambda z: entropy_regularized_ce(z, labels, 0.2).sum(), (logits,), order=2, modes=("rev",)
+    )
 
 
 def test_entropy_term_raises_predictive_entropy():
@@ -48,7 +57,9 @@ def test_fit_temperature_recovers_generating_calibration(x64, bias_corrected):
     t_star = 2.0
     b_star = jnp.array([0.5, -0.5, 0.0, 1.0, -1.0]) if bias_corrected else jnp.zeros(5)
     y = jax.random.categorical(ky, z / t_star + b_star)
-    cal = jax.jit(fit_temperature, static_argnames=("bias_corrected",))(z, y, bias_corrected=bias_corrected)
+    cal = jax.jit(fit_temperature, static_argnames=("bias_corrected",))(
+        z, y, bias_corrected=bias_corrected
+    )
     assert abs(float(cal.temperature) - t_star) < 0.1
     np.testing.assert_allclose(cal.bias - cal.bias.mean(), b_star - b_star.mean(), atol=0.1)
     probs = calibrated_probs(z, cal)
