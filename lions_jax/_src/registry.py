@@ -38,6 +38,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.soar.brax_experiment",
     "lions_jax.floral.experiment",
     "lions_jax.vrls.ratio_experiment",
+    "lions_jax.vrls.nodes_experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")
