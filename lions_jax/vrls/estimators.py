@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.typing import ArrayLike
 
@@ -79,9 +80,10 @@ def _check_probs(probs: Any, name: str, num_classes: int | None = None) -> jax.A
         )
     if not jnp.issubdtype(probs.dtype, jnp.floating):
         raise ValueError(f"{name}: expected a floating dtype, got {probs.dtype}")
-    if _is_concrete(probs):
-        dev = float(jnp.max(jnp.abs(probs.sum(-1) - 1.0)))
-        if not math.isfinite(dev) or dev > _PROB_TOL or float(probs.min()) < 0:
+    if _is_concrete(probs):  # checked in NumPy: inside a jit trace, jnp ops on constants are staged
+        pn = np.asarray(probs)
+        dev = float(np.max(np.abs(pn.sum(-1) - 1.0)))
+        if not math.isfinite(dev) or dev > _PROB_TOL or float(pn.min()) < 0:
             raise ValueError(
                 f"{name}: rows must be probabilities (>= 0, summing to 1); max |row sum - 1| = {dev:.3g}"
             )
@@ -99,13 +101,14 @@ def _check_marginal(p: Any, name: str, num_classes: int | None = None) -> jax.Ar
     if not jnp.issubdtype(p.dtype, jnp.floating):
         raise ValueError(f"{name}: expected a floating dtype, got {p.dtype}")
     if _is_concrete(p):
-        if float(p.min()) <= 0:
+        pn = np.asarray(p)
+        if float(pn.min()) <= 0:
             raise ValueError(
                 f"{name}: every class needs positive training frequency (class "
-                f"{int(jnp.argmin(p))} has {float(p.min()):.3g}); drop absent classes first"
+                f"{int(np.argmin(pn))} has {float(pn.min()):.3g}); drop absent classes first"
             )
-        if abs(float(p.sum()) - 1.0) > _PROB_TOL:
-            raise ValueError(f"{name}: must sum to 1, sums to {float(p.sum()):.6g}")
+        if abs(float(pn.sum()) - 1.0) > _PROB_TOL:
+            raise ValueError(f"{name}: must sum to 1, sums to {float(pn.sum()):.6g}")
     return p / p.sum()
 
 
@@ -160,7 +163,7 @@ def _check_weights(weights: Any, probs: jax.Array) -> jax.Array:
     w = jnp.asarray(weights, probs.dtype)
     if w.shape != probs.shape[:1]:
         raise ValueError(f"weights: expected shape {probs.shape[:1]}, got {w.shape}")
-    if _is_concrete(w) and not (float(w.min()) >= 0 and float(w.sum()) > 0):
+    if _is_concrete(w) and not (float(np.min(w)) >= 0 and float(np.sum(w)) > 0):
         raise ValueError("weights: expected non-negative weights with a positive sum")
     return w / w.sum()
 

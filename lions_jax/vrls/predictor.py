@@ -79,7 +79,7 @@ def make_predictor(
     opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.adam(cfg.lr))
 
     def apply(params: Any, x: Any) -> jax.Array:
-        return nnx.merge(graphdef, params)(x)
+        return nnx.merge(graphdef, params)(jnp.asarray(x))
 
     def train(key: ArrayLike, x: ArrayLike, y: ArrayLike, zeta: ArrayLike | None = None) -> Any:
         x, y = jnp.asarray(x), jnp.asarray(y)

@@ -237,3 +237,12 @@ def test_weights_mask_equals_truncated_sample(x64):
         )
     with pytest.raises(ValueError, match="weights: expected shape"):
         mlls(probs, P_TR, weights=mask[:10])
+
+
+def test_concrete_checks_inside_jit_with_closed_over_prior():
+    # Inside a jit trace, jnp ops on a closed-over constant are staged; the validation must not
+    # turn them into Python numbers (regression: ConcretizationTypeError).
+    p_tr = jnp.array([0.5, 0.5])
+    probs = jnp.array([[0.9, 0.1], [0.2, 0.8]])
+    r = jax.jit(lambda p: mlls(p, p_tr, weights=jnp.ones(2)))(probs)
+    np.testing.assert_allclose(r, mlls(probs, p_tr), rtol=1e-6)
