@@ -10,8 +10,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = sorted((ROOT / "benchmarks").glob("*_bench.py"))
-# ~45-60 s of compilation each for a smoke run: in `make test-slow` only (CI time)
-SLOW_BENCHES = {"rl_bench.py", "lion_bench.py"}
+# 20-60 s of compilation each for a smoke run: in `make test-slow` only (CI time). The CI keeps
+# one cheap smoke run of the shared harness (generate_bench.py) and the wrong-device check.
+SLOW_BENCHES = {
+    "rl_bench.py",
+    "lion_bench.py",
+    "seeds_bench.py",
+    "sparse24_bench.py",
+    "scion_bench.py",
+    "floral_bench.py",
+    "vrls_bench.py",
+}
 REQUIRED = {
     "bench",
     "jax",

@@ -28,7 +28,15 @@ def test_there_are_notebooks():
     assert NOTEBOOKS
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+# ~80 s on 2 cores: in `make test-slow` (CI time); its parts are covered by tests/vrls.
+SLOW_NOTEBOOKS = {"vrls.ipynb"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_NOTEBOOKS else p for p in NOTEBOOKS],
+    ids=lambda p: p.name,
+)
 def test_notebook_runs(path, capsys):
     matplotlib.use("Agg", force=True)  # plt.show() is a no-op
     cells = code_cells(path)

@@ -308,7 +308,7 @@ def mlls(
     Example:
         >>> import jax.numpy as jnp
         >>> probs = jnp.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8]])
-        >>> mlls(probs, jnp.array([0.5, 0.5])).round(2).tolist()
+        >>> [round(float(v), 2) for v in mlls(probs, jnp.array([0.5, 0.5]))]
         [1.63, 0.37]
     """
     if method not in ("em", "pgd"):

@@ -219,7 +219,7 @@ def _make_programs(
 
     m_max = max(cfg.test_sizes)
 
-    def sample(key: Any, fitted: Any, alpha: Any) -> tuple[Any, Any, Any, Any]:
+    def sample(key: Any, fitted: Any, alpha: Any) -> tuple[Any, Any, Any]:
         """``(probs (Z, m_max, C), labels (m_max,), true ratio)`` of one target draw; a draw of
         size m is its first m points."""
         kq, ky, kx = jax.random.split(key, 3)

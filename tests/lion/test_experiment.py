@@ -45,6 +45,7 @@ def test_configs_validate():
     assert {"lion-digits", "lion-mlm"} <= set(exps)
 
 
+@pytest.mark.slow  # ~50 s on 2 cores (CI time); purity/vmap of make_train is also tested per method
 def test_digits_train_is_pure_and_vmaps(variant="s-natural"):
     cfg = E.DigitsConfig(
         num_steps=4,

@@ -40,7 +40,15 @@ def _graphdef(make):
 
 
 @pytest.mark.parametrize(
-    ("variant", "natural"), [("lit", False), ("d", False), ("s", False), ("d", True), ("s", True)]
+    ("variant", "natural"),
+    [
+        ("lit", False),
+        ("d", False),
+        ("s", False),
+        # the natural-order variants: ~20 s each, in `make test-slow` (CI time)
+        pytest.param("d", True, marks=pytest.mark.slow),
+        pytest.param("s", True, marks=pytest.mark.slow),
+    ],
 )
 def test_vit_forms_agree_on_real_images(variant, natural):
     """Train-time parallel parameters reused by recurrent and chunked models: same outputs."""
