@@ -28,8 +28,9 @@ def test_there_are_notebooks():
     assert NOTEBOOKS
 
 
-# ~80 s on 2 cores: in `make test-slow` (CI time); its parts are covered by tests/vrls.
-SLOW_NOTEBOOKS = {"vrls.ipynb"}
+# 50-80 s each on 2 cores: in `make test-slow` (CI time); what they call is covered by the
+# method tests.
+SLOW_NOTEBOOKS = {"vrls.ipynb", "soar.ipynb", "sparse24.ipynb"}
 
 
 @pytest.mark.parametrize(
