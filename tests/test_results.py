@@ -78,3 +78,15 @@ def test_report_uses_latest_complete_runs(tmp_path):
     assert "## exp" in report and "An experiment." in report
     assert "0.9" in report and "0.1" not in report
     assert "![curve](exp/b/curve.png)" in report
+
+
+def test_ci95_is_the_student_t_half_width():
+    import numpy as np
+
+    from lions_jax._src.results import ci95
+
+    v = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
+    # t_{0.975, 4} = 2.7764 (tables), sample std with ddof=1
+    assert abs(ci95(v) - 2.7764451 * v.std(ddof=1) / np.sqrt(5)) < 1e-6
+    assert abs(ci95([0.0, 1.0]) - 12.7062047 * np.std([0.0, 1.0], ddof=1) / np.sqrt(2)) < 1e-6
+    assert ci95([3.0]) == 0.0

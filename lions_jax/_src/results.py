@@ -198,6 +198,18 @@ def summarize(values: Any) -> dict[str, Any]:
     }
 
 
+def ci95(values: Any) -> float:
+    """Half-width of the 95 % Student-t confidence interval of the mean of per-seed values
+    (``t_{0.975, n-1} · s / √n`` with the sample std ``s``; 0 for a single value)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = v.shape[0]
+    if n < 2:
+        return 0.0
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n))
+
+
 def format_mean_std(summary: Mapping[str, Any], digits: int = 4) -> str:
     """``"0.9611 ± 0.0042"`` from a :func:`summarize` dict."""
     return f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"

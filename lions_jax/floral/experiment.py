@@ -49,7 +49,6 @@ __all__ = ["ATTACKS", "DATASETS", "FloralExperimentConfig", "load_split", "run"]
 
 DATASETS = ("moons", "digits17", "fashion")
 ATTACKS = ("random", "influential", "lfa")
-_T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -244,11 +243,6 @@ def _make_eval(
     return {a: attacks[a] for a in cfg.attacks}, methods
 
 
-def _ci95(v: np.ndarray) -> float:
-    n = v.shape[0]
-    return float(_T95.get(n, 1.96) * v.std(ddof=1) / np.sqrt(n))
-
-
 def run(cfg: FloralExperimentConfig, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
@@ -295,13 +289,13 @@ def run(cfg: FloralExperimentConfig, out_dir: Path, *, progress: bool = True) ->
             acc = {m: np.asarray(out[attack][m]) for m in methods}  # (rates, seeds)
             ds_summary["attacks"][attack] = {
                 m: {
-                    f"{r:g}": {"mean": float(a[i].mean()), "ci95": _ci95(a[i]), "per_seed": a[i].tolist()}
+                    f"{r:g}": {"mean": float(a[i].mean()), "ci95": results.ci95(a[i]), "per_seed": a[i].tolist()}
                     for i, r in enumerate(cfg.rates)
                 }
                 for m, a in acc.items()
             }  # fmt: skip
             table = [
-                [m, *(f"{acc[m][i].mean():.3f} ± {_ci95(acc[m][i]):.3f}" for i in range(len(cfg.rates)))]
+                [m, *(f"{acc[m][i].mean():.3f} ± {results.ci95(acc[m][i]):.3f}" for i in range(len(cfg.rates)))]
                 for m in methods
             ]  # fmt: skip
             lines.append(
@@ -355,7 +349,7 @@ def _plot_rates(
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for m, a in acc.items():
-        ci = np.array([_ci95(a[i]) for i in range(len(rates))])
+        ci = np.array([results.ci95(a[i]) for i in range(len(rates))])
         ax.errorbar(rates, a.mean(1), yerr=ci, label=m, capsize=2, lw=1.2)
     ax.set_xlabel("poison rate (% of training labels)")
     ax.set_ylabel("clean-test accuracy")

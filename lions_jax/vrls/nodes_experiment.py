@@ -402,17 +402,9 @@ def _iwerm_configs(cfg: VRLSNodesConfig, c: int) -> tuple[IWERMConfig, dict[str,
     return base, feds
 
 
-def _ci95(v: np.ndarray) -> float:
-    from scipy.stats import t
-
-    v = np.asarray(v, np.float64)
-    n = v.shape[0]
-    return float(t.ppf(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n))
-
-
 def _stat(v: Any) -> dict[str, Any]:
     v = np.asarray(v, np.float64)
-    return {"mean": float(v.mean()), "ci95": _ci95(v), "per_seed": v.tolist()}
+    return {"mean": float(v.mean()), "ci95": results.ci95(v), "per_seed": v.tolist()}
 
 
 def _fmt(s: dict[str, Any], scale: float = 1.0, digits: int = 3) -> str:

@@ -57,7 +57,6 @@ from lions_jax.vrls.predictor import PredictorConfig, make_predictor
 __all__ = ["DATASETS", "VRLSRatioConfig", "load_source_target", "run"]
 
 DATASETS = ("digits", "fashion")
-_T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 _HIDDEN = {"digits": (128,), "fashion": (256,)}
 
 
@@ -157,11 +156,6 @@ def load_source_target(name: str, seed: int) -> tuple[np.ndarray, ...] | None:
         ytr, yte = ds.y_train.astype(np.int32), ds.y_test.astype(np.int32)
         return xtr[tr], ytr[tr], xtr[va], ytr[va], xte, yte
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
-
-
-def _ci95(a: np.ndarray) -> float:
-    n = len(a)
-    return float(_T95.get(n, 1.96) * a.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
 
 
 def _estimator_names(cfg: VRLSRatioConfig) -> tuple[str, ...]:
@@ -369,7 +363,7 @@ def run(cfg: VRLSRatioConfig, out_dir: Path, *, progress: bool = True) -> dict[s
             ds["mse"][n] = {
                 f"alpha={a:g},m={m}": {
                     "mean": float(out[m]["mse"][n][:, i].mean()),
-                    "ci95": _ci95(out[m]["mse"][n][:, i]),
+                    "ci95": results.ci95(out[m]["mse"][n][:, i]),
                     "per_seed": out[m]["mse"][n][:, i].tolist(),
                 }
                 for i, a in enumerate(cfg.alphas)
@@ -379,7 +373,7 @@ def run(cfg: VRLSRatioConfig, out_dir: Path, *, progress: bool = True) -> dict[s
             ds["acc"][n] = {
                 f"alpha={a:g},m={m}": {
                     "mean": float(out[m]["acc"][n][:, i].mean()),
-                    "ci95": _ci95(out[m]["acc"][n][:, i]),
+                    "ci95": results.ci95(out[m]["acc"][n][:, i]),
                 }
                 for i, a in enumerate(cfg.alphas)
                 for m in cfg.test_sizes
