@@ -20,6 +20,7 @@ SLOW_BENCHES = {
     "scion_bench.py",
     "floral_bench.py",
     "vrls_bench.py",
+    "bandits_bench.py",
 }
 REQUIRED = {
     "bench",

@@ -16,6 +16,7 @@ PUBLIC = [
     "lions_jax.soar.deep",
     "lions_jax.floral",
     "lions_jax.vrls",
+    "lions_jax.bandits",
 ]
 
 

@@ -39,6 +39,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.floral.experiment",
     "lions_jax.vrls.ratio_experiment",
     "lions_jax.vrls.nodes_experiment",
+    "lions_jax.bandits.experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")
