@@ -30,7 +30,7 @@ def test_there_are_notebooks():
 
 # 50-80 s each on 2 cores: in `make test-slow` (CI time); what they call is covered by the
 # method tests.
-SLOW_NOTEBOOKS = {"vrls.ipynb", "soar.ipynb", "sparse24.ipynb"}
+SLOW_NOTEBOOKS = {"vrls.ipynb", "soar.ipynb", "sparse24.ipynb", "bandits.ipynb"}
 
 
 @pytest.mark.parametrize(
