@@ -28,9 +28,17 @@ def test_there_are_notebooks():
     assert NOTEBOOKS
 
 
-# 50-80 s each on 2 cores: in `make test-slow` (CI time); what they call is covered by the
-# method tests.
-SLOW_NOTEBOOKS = {"vrls.ipynb", "soar.ipynb", "sparse24.ipynb", "bandits.ipynb"}
+# 30-80 s each on 2 cores: in `make test-slow` (CI time); what they call is covered by the
+# method tests. The CI keeps the quickstart.
+SLOW_NOTEBOOKS = {
+    "vrls.ipynb",
+    "soar.ipynb",
+    "sparse24.ipynb",
+    "bandits.ipynb",
+    "lion.ipynb",
+    "floral.ipynb",
+    "scion.ipynb",
+}
 
 
 @pytest.mark.parametrize(
