@@ -17,6 +17,7 @@ PUBLIC = [
     "lions_jax.floral",
     "lions_jax.vrls",
     "lions_jax.bandits",
+    "lions_jax.mpo",
 ]
 
 
