@@ -165,7 +165,8 @@ def bench_game(args, game_name: str, horizon: int, seeds: int, np_rounds: int) -
     np_regret = np_run(cfg, seeds, np_rounds, rng)
     np_ms = (time.perf_counter() - t0) * 1e3 / np_rounds * horizon
     # the JAX regret after np_rounds rounds, with the T-horizon parameters (τ, η, switch round)
-    short = dataclasses.replace(cfg, num_rounds=np_rounds, num_log=1, switch_round=horizon // 2)
+    switch = min(horizon // 2, np_rounds)  # the same switch as np_run within np_rounds
+    short = dataclasses.replace(cfg, num_rounds=np_rounds, num_log=1, switch_round=switch)
     run = jax.vmap(make_run(short), in_axes=(0, None, None))
     params, opp = learner_params(cfg), opponent_params(short)
     jax_regret = float(jax.jit(run)(keys, params, opp).regret_best[:, -1].mean())
