@@ -37,11 +37,11 @@ def _policy(key, h, s, a):
 
 
 def test_random_game_is_constant_sum_and_valid(x64):
-    game = random_game(jax.random.key(0), 6, 3, 3)
+    game = random_game(jax.random.key(0), 4, 3, 3)
     validate_game(game)
     r = np.asarray(game.reward)
     np.testing.assert_allclose(r + r.transpose(0, 3, 4, 1, 2), 1.0, atol=1e-15)
-    idx = np.arange(6)[:, None], np.arange(3)[None]
+    idx = np.arange(4)[:, None], np.arange(3)[None]
     np.testing.assert_allclose(r[:, idx[0], idx[1], idx[0], idx[1]], 0.5, atol=1e-15)
     assert r.std() > 0.05  # preferences are not all ties
 
@@ -51,12 +51,12 @@ def test_random_game_is_constant_sum_and_valid(x64):
 def test_occupancy_sums_to_one_and_self_play_value_is_half_h(seed):
     with enable_x64():
         key_g, key_p = jax.random.split(jax.random.key(seed))
-        game = random_game(key_g, 5, 3, 4, dtype=jnp.float64)
-        pi = _policy(key_p, 4, 5, 3)
+        game = random_game(key_g, 4, 3, 3, dtype=jnp.float64)
+        pi = _policy(key_p, 3, 4, 3)
         d = occupancy(game, pi)
         np.testing.assert_allclose(np.asarray(d.sum((1, 2))), 1.0, atol=1e-12)
         assert float(d.min()) >= 0
-        np.testing.assert_allclose(float(game_value(game, pi, pi)), 4 / 2, atol=1e-12)
+        np.testing.assert_allclose(float(game_value(game, pi, pi)), 3 / 2, atol=1e-12)
 
 
 def test_marginal_q_equals_the_pairwise_bellman_recursion(x64):
@@ -171,7 +171,7 @@ def test_self_play_train_vmaps_and_ompo_beats_mpo():
     out = {}
     for method in ("mpo", "ompo"):
         cfg = GamesConfig(
-            num_states=6, num_actions=3, horizon=3, method=method, num_updates=200, num_log=4
+            num_states=4, num_actions=3, horizon=3, method=method, num_updates=200, num_log=4
         )
         train = jax.jit(jax.vmap(make_train(cfg)))
         with count_compilations() as counter:
@@ -186,8 +186,8 @@ def test_self_play_train_vmaps_and_ompo_beats_mpo():
     assert e_ompo[:, -1].mean() < e_mpo[:, -1].mean()
 
 
-def test_validation():
-    game = random_game(jax.random.key(0), 3, 2, 2)
+def test_validation(x64):
+    game = random_game(jax.random.key(0), 4, 3, 3)  # the shape (and dtype) of the tests above
     with pytest.raises(ValueError, match="not constant-sum"):
         validate_game(MarkovGame(game.transitions, game.reward * 0.9))
     with pytest.raises(ValueError, match="transitions"):

@@ -45,6 +45,9 @@ def test_sac_ensemble_solves_point_mass_with_env_traced_once():
     np.testing.assert_array_equal(metrics["env_steps"][0], np.arange(1, 6) * 1000)
 
 
+# ~28 s: `make test-slow` (CI time); the shared runner's resume-to-identical-metrics path is in
+# the CI through tests/test_checkpoint.py.
+@pytest.mark.slow
 def test_run_resumes_to_the_same_result(tmp_path):
     cfg = dataclasses.replace(
         POINT,
