@@ -56,6 +56,9 @@ def test_muon_routes_only_hidden_matrices():
     assert isinstance(E.make_optimizer(cfg, "muon", 0.01, 4), optax.GradientTransformation)
 
 
+# ~25 s: `make test-slow` (CI time); test_run_writes_both_experiments runs the same vmapped
+# program end to end in the CI.
+@pytest.mark.slow
 def test_train_is_pure_and_vmaps_over_seeds_and_lrs():
     cfg = E.ScionGPTConfig(**TINY)
     train = jax.jit(jax.vmap(E.make_train(cfg, "scion")))
