@@ -37,6 +37,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from lions_jax.bandits.core import (
+    _kahan,
     iw_loss_estimate,
     pa_init,
     pa_mix,
@@ -208,12 +209,6 @@ class _Carry(NamedTuple):
     loss_vec: jax.Array  # Σ ℓ_t on Alice's sequences (Kahan)
     loss_vec_comp: jax.Array
     t: jax.Array
-
-
-def _kahan(total: Any, comp: Any, value: Any) -> tuple[Any, Any]:
-    y = value - comp
-    s = total + y
-    return s, (s - total) - y
 
 
 def _blocked_cumsum(v: jax.Array) -> jax.Array:
