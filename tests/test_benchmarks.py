@@ -13,6 +13,7 @@ BENCHES = sorted((ROOT / "benchmarks").glob("*_bench.py"))
 # 20-60 s of compilation each for a smoke run: in `make test-slow` only (CI time). The CI keeps
 # one cheap smoke run of the shared harness (generate_bench.py) and the wrong-device check.
 SLOW_BENCHES = {
+    "mpo_bench.py",
     "rl_bench.py",
     "lion_bench.py",
     "seeds_bench.py",

@@ -109,10 +109,13 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch):
 
 def test_sigkilled_cli_run_resumes_to_identical_metrics(tmp_path):
     """A real `kill -9` of `lions-jax run`, then the same command again."""
+    # The kill lands right after the first checkpoint (step 100): the 500 steps and 5
+    # checkpoints still to go take seconds (~12 s on a loaded 2-core machine) against the 20 ms
+    # polling below, so the run cannot finish first.
     overrides = [
-        "num_steps=6000",
+        "num_steps=600",
         "log_every=50",
-        "checkpoint_every=200",
+        "checkpoint_every=100",
         "hidden=16",
         "batch_size=16",
         "baselines=false",
@@ -144,9 +147,9 @@ def test_sigkilled_cli_run_resumes_to_identical_metrics(tmp_path):
 
     cfg = mlp_digits.Config(
         num_seeds=2,
-        num_steps=6000,
+        num_steps=600,
         log_every=50,
-        checkpoint_every=200,
+        checkpoint_every=100,
         hidden=(16,),
         batch_size=16,
         baselines=False,

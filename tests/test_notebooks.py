@@ -38,6 +38,7 @@ SLOW_NOTEBOOKS = {
     "lion.ipynb",
     "floral.ipynb",
     "scion.ipynb",
+    "mpo.ipynb",
 }
 
 

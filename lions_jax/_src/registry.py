@@ -41,6 +41,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.vrls.nodes_experiment",
     "lions_jax.bandits.experiment",
     "lions_jax.mpo.games_experiment",
+    "lions_jax.mpo.lm_experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")

@@ -7,10 +7,28 @@
   and OMPO's exact occupancy-space optimistic mirror-descent step.
 * :mod:`~lions_jax.mpo.losses` — the MPO / OMPO / SPPO squared losses on log-probabilities of
   any LM, and the K-sample winning-rate Q̂.
-* :mod:`~lions_jax.mpo.train` — ``make_train(cfg) -> train(key)``: self-play on a random game.
+* :mod:`~lions_jax.mpo.structured` — the same exact quantities on large games with sparse
+  (fixed fan-out) transitions and low-rank skew-bilinear preferences, O(H·S·A·(F + k)) per update.
+* :mod:`~lions_jax.mpo.train` — ``make_train(cfg) -> train(key)``: self-play on a random game
+  (MPO, OMPO, occupancy-space mirror descent, and the trajectory-level SPPO baseline).
+* :mod:`~lions_jax.mpo.lm` — a toy multi-turn conversation game with a small learned LM and a
+  non-transitive judge: MPO, OMPO, trajectory-level SPPO, iterative DPO and Step-DPO.
 """
 
 from lions_jax.mpo.losses import mpo_loss, ompo_loss, sppo_loss, winning_rate_q
+from lions_jax.mpo.structured import (
+    StructuredGame,
+    random_structured_game,
+    structured_best_response,
+    structured_exploitability,
+    structured_game_value,
+    structured_marginal_q,
+    structured_marginal_reward,
+    structured_occupancy,
+    structured_ompo_occupancy_update,
+    to_dense,
+    validate_structured_game,
+)
 from lions_jax.mpo.tabular import (
     MarkovGame,
     best_response,
@@ -24,14 +42,26 @@ from lions_jax.mpo.tabular import (
     random_game,
     validate_game,
 )
-from lions_jax.mpo.train import METHODS, GamesConfig, GamesOutput, make_train
+from lions_jax.mpo.train import (
+    MAX_SEQUENCES,
+    METHODS,
+    GamesConfig,
+    GamesOutput,
+    make_train,
+    open_loop_sequences,
+    sequence_occupancies,
+    sequence_payoff,
+    sppo_trajectory_update,
+)
 from lions_jax.mpo.updates import mpo_update, ompo_occupancy_update, ompo_policy_update
 
 __all__ = [
+    "MAX_SEQUENCES",
     "METHODS",
     "GamesConfig",
     "GamesOutput",
     "MarkovGame",
+    "StructuredGame",
     "best_response",
     "exploitability",
     "game_value",
@@ -44,10 +74,24 @@ __all__ = [
     "ompo_loss",
     "ompo_occupancy_update",
     "ompo_policy_update",
+    "open_loop_sequences",
     "pairwise_q",
     "policy_from_occupancy",
     "random_game",
+    "random_structured_game",
+    "sequence_occupancies",
+    "sequence_payoff",
     "sppo_loss",
+    "sppo_trajectory_update",
+    "structured_best_response",
+    "structured_exploitability",
+    "structured_game_value",
+    "structured_marginal_q",
+    "structured_marginal_reward",
+    "structured_occupancy",
+    "structured_ompo_occupancy_update",
+    "to_dense",
     "validate_game",
+    "validate_structured_game",
     "winning_rate_q",
 ]

@@ -1,6 +1,8 @@
 """``mpo-games``: exploitability against the number of policy updates on random non-transitive
-Markov games, for MPO, OMPO (policy space and the exact occupancy-space step) and the
-non-optimistic occupancy-space step, last iterate and average-occupancy policy.
+Markov games, for MPO, OMPO (policy space and the exact occupancy-space step), the
+non-optimistic occupancy-space step and the trajectory-level SPPO baseline (a mixture over the
+A^H open-loop action sequences; skipped, with a note, for sizes with A^H above
+:data:`~lions_jax.mpo.train.MAX_SEQUENCES`), last iterate and average-occupancy policy.
 
 For each game size, ``num_seeds`` random games (:func:`~lions_jax.mpo.random_game`: skew-symmetric
 bilinear preferences through a sigmoid, Dirichlet transitions) are solved by self-play from the
@@ -22,7 +24,7 @@ import numpy as np
 
 from lions_jax._src import registry, results
 from lions_jax._src.config import config_to_dict
-from lions_jax.mpo.train import METHODS, GamesConfig, make_train
+from lions_jax.mpo.train import MAX_SEQUENCES, METHODS, GamesConfig, make_train
 
 __all__ = ["MPOGamesConfig", "run"]
 
@@ -33,7 +35,8 @@ class MPOGamesConfig:
 
     Attributes:
       sizes: ``"SxAxH"`` per row (states, actions, horizon).
-      methods: from :data:`~lions_jax.mpo.METHODS`.
+      methods: from :data:`~lions_jax.mpo.METHODS`; ``"sppo_trajectory"`` is skipped, with a
+        note in the table, at sizes with ``A^H >`` :data:`~lions_jax.mpo.train.MAX_SEQUENCES`.
       num_seeds: random games per size, one per seed (vmapped).
       num_updates, num_log: T and the recorded points (must divide T).
       beta: the step size of every method.
@@ -83,6 +86,16 @@ def _updates_to_reach(curve: np.ndarray, steps: np.ndarray, level: float) -> int
     return int(steps[hit[0]]) if hit.size else None
 
 
+def _skip_reason(method: str, num_actions: int, horizon: int) -> str | None:
+    """Why ``method`` is not run at this size (``None``: it is)."""
+    if method == "sppo_trajectory" and num_actions**horizon > MAX_SEQUENCES:
+        return (
+            f"{method} skipped: A^H = {num_actions}^{horizon} = {num_actions**horizon:,} "
+            f"open-loop sequences > {MAX_SEQUENCES:,}"
+        )
+    return None
+
+
 def run(cfg: MPOGamesConfig, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
@@ -94,7 +107,12 @@ def run(cfg: MPOGamesConfig, out_dir: Path, *, progress: bool = True) -> dict[st
     for s, a, h in cfg.parsed_sizes:
         label = f"S={s}, A={a}, H={h}"
         curves: dict[str, dict[str, np.ndarray]] = {}
+        skipped = {m: r for m in cfg.methods if (r := _skip_reason(m, a, h)) is not None}
         for method in cfg.methods:
+            if method in skipped:
+                if progress:
+                    print(f"mpo-games: {label} {skipped[method]}", flush=True)
+                continue
             t_m = time.perf_counter()
             gcfg = GamesConfig(
                 num_states=s,
@@ -113,9 +131,14 @@ def run(cfg: MPOGamesConfig, out_dir: Path, *, progress: bool = True) -> dict[st
             }
             if progress:
                 print(f"mpo-games: {label} {method}: {time.perf_counter() - t_m:.1f}s", flush=True)
-        ref = "mpo" if "mpo" in curves else cfg.methods[0]
+        notes = "".join(f"\n\nNote: {r}." for r in skipped.values())
+        if not curves:
+            summary["sizes"][label] = {"methods": {}, "skipped": skipped}
+            sections.append(f"## {label}{notes}\n")
+            continue
+        ref = "mpo" if "mpo" in curves else next(iter(curves))
         target = float(curves[ref]["average"][:, -1].mean())
-        table, size_summary = [], {"target": target, "methods": {}}
+        table, size_summary = [], {"target": target, "methods": {}, "skipped": skipped}
         for method, c in curves.items():
             reach = _updates_to_reach(c["average"].mean(0), steps, target)
             cells = []
@@ -137,7 +160,6 @@ def run(cfg: MPOGamesConfig, out_dir: Path, *, progress: bool = True) -> dict[st
             }
             table.append([method, *cells, "—" if reach is None else f"{reach:,}"])
         summary["sizes"][label] = size_summary
-        summary["updates"] = steps.tolist()
         sections.append(
             f"## {label}\n\nExploitability, average-occupancy policy (mean ± 95 % CI over "
             f"{cfg.num_seeds} games) / last iterate (mean), after t updates; last column: updates "
@@ -146,8 +168,10 @@ def run(cfg: MPOGamesConfig, out_dir: Path, *, progress: bool = True) -> dict[st
             + results.markdown_table(
                 ["method", *[f"t = {t:,}" for t in marks], f"updates to {target:.4f}"], table
             )
+            + notes
         )
         _plot(out_dir, label, steps, curves)
+    summary["updates"] = steps.tolist()
     text = (
         f"# mpo-games (β = {cfg.beta}, {cfg.num_seeds} random games per size, exact Q)\n\n"
         + "\n".join(sections)
@@ -193,7 +217,7 @@ registry.register(
         name="mpo-games",
         description=(
             "Exploitability vs policy updates on random non-transitive Markov games: MPO, OMPO "
-            "(policy and occupancy space), last and average iterate."
+            "(policy and occupancy space), trajectory-level SPPO, last and average iterate."
         ),
         config_type=MPOGamesConfig,
         presets=PRESETS,

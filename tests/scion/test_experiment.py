@@ -15,6 +15,7 @@ from lions_jax.scion import experiment as E
 
 TINY = dict(
     width=16,
+    num_layers=1,  # compilation, most of these tests' time, grows with the depth
     num_seeds=2,
     num_steps=4,
     log_every=2,
@@ -82,8 +83,10 @@ def test_run_writes_both_experiments(tmp_path):
         adamw_lrs=(1e-3, 3e-3),
         transfer_widths=(16,),
         transfer_optimizers=("adamw",),
-        transfer_steps=2,
-        transfer_seeds=2,
+        # B's one run is A's adamw program (same width, steps, seeds and grid): the session's
+        # compilation cache (tests/conftest.py) compiles it once.
+        transfer_steps=TINY["num_steps"],
+        transfer_seeds=TINY["num_seeds"],
     )
     out = E.run(cfg, tmp_path, progress=False)
     assert set(out["equal_steps"]) == {"scion", "adamw"}

@@ -10,7 +10,10 @@ from lions_jax.sparse24 import experiment as E
 
 TINY = dict(
     num_seeds=2,
-    methods=("magnitude", "prox"),
+    # one method: the time here is compilation, per method and layer shape. The other methods'
+    # pruners are tested in test_layer.py / test_pipeline.py; the experiment loops over methods
+    # with one code path.
+    methods=("prox",),
     refine_steps=3,
     growth=1.2,
     max_iters=50,
@@ -54,7 +57,7 @@ def test_tiny_run_writes_both_tracks_and_resumes(tmp_path):
     out = E.run(cfg, tmp_path, progress=False)
     for track in ("minilm", "lm"):
         rows = out[track]
-        assert set(rows) >= {"magnitude", "magnitude + GD", "prox", "prox + GD"}
+        assert set(rows) - {"dense_perplexity"} == {"prox", "prox + GD"}
         assert len(rows["prox"]["metric"]["per_seed"]) == 2
     assert rows["prox"]["layers"] == [
         f"blocks/0/{n}"
@@ -67,7 +70,7 @@ def test_tiny_run_writes_both_tracks_and_resumes(tmp_path):
     assert "### A. all-MiniLM-L6-v2" in table and "| prox + GD |" in table
     assert (tmp_path / "lm_layers.png").exists() and (tmp_path / "minilm_layers.png").exists()
     units = sorted(p.name for p in (tmp_path / "units").iterdir())
-    assert len(units) == 2 * 2 * 2 * 2  # tracks x methods x (mask, GD) x seeds
+    assert len(units) == 2 * 1 * 2 * 2  # tracks x methods x (mask, GD) x seeds
     # a rerun on the same folder reuses every finished unit and reports the same numbers
     again = E.run(cfg, tmp_path, progress=False)
     assert json.dumps(again["lm"], sort_keys=True) == json.dumps(out["lm"], sort_keys=True)
