@@ -16,6 +16,14 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 else:
     _OWN_CACHE = None
 
+# The suite's time is XLA compilation, not execution: LLVM at -O0 compiles the CPU programs ~1/3
+# faster (tests/mpo: 98 s -> 66 s wall on 2 cores). XLA's HLO passes (fusion, simplification)
+# still run; only the machine-code optimisation of the fused kernels is skipped.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
+
 import jax
 
 jax.config.update("jax_num_cpu_devices", 8)
