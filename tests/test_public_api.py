@@ -18,6 +18,7 @@ PUBLIC = [
     "lions_jax.vrls",
     "lions_jax.bandits",
     "lions_jax.mpo",
+    "lions_jax.spd",
 ]
 
 
