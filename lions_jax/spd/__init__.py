@@ -1,7 +1,16 @@
 """SPD: single-pass detection of jailbreaking input from output log-probabilities (Candogan, Wu,
 Abad Rocamora, Chrysos, Cevher, arXiv 2502.15435). In progress: the feature extraction
-(:mod:`~lions_jax.spd.features`)."""
+(:mod:`~lions_jax.spd.features`) and the balanced RBF-SVM classifier (:mod:`~lions_jax.spd.svm`,
+on the kernel-SVM solver shared with FLORAL)."""
 
 from lions_jax.spd.features import SPDFeatures, feature_vector, surprisal_features
+from lions_jax.spd.svm import RBFSVM, fit_rbf_svm, svm_decision
 
-__all__ = ["SPDFeatures", "feature_vector", "surprisal_features"]
+__all__ = [
+    "RBFSVM",
+    "SPDFeatures",
+    "feature_vector",
+    "fit_rbf_svm",
+    "surprisal_features",
+    "svm_decision",
+]
