@@ -3,13 +3,19 @@ Abad Rocamora, Chrysos, Cevher, arXiv 2502.15435). In progress: the feature extr
 (:mod:`~lions_jax.spd.features`) and the balanced RBF-SVM classifier (:mod:`~lions_jax.spd.svm`,
 on the kernel-SVM solver shared with FLORAL)."""
 
-from lions_jax.spd.features import SPDFeatures, feature_vector, surprisal_features
+from lions_jax.spd.features import (
+    SPDFeatures,
+    feature_vector,
+    features_from_generation,
+    surprisal_features,
+)
 from lions_jax.spd.svm import RBFSVM, fit_rbf_svm, svm_decision
 
 __all__ = [
     "RBFSVM",
     "SPDFeatures",
     "feature_vector",
+    "features_from_generation",
     "fit_rbf_svm",
     "surprisal_features",
     "svm_decision",

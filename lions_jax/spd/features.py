@@ -22,13 +22,13 @@ distribution — a silent, fake feature. Here the caller passes the number of ge
 :func:`feature_vector` appends the validity mask so a classifier sees the length explicitly.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-__all__ = ["SPDFeatures", "feature_vector", "surprisal_features"]
+__all__ = ["SPDFeatures", "feature_vector", "features_from_generation", "surprisal_features"]
 
 
 class SPDFeatures(NamedTuple):
@@ -95,3 +95,13 @@ def feature_vector(features: SPDFeatures) -> jax.Array:
     values, valid = features
     flat = values.reshape(*values.shape[:-2], -1)
     return jnp.concatenate([flat, valid.astype(flat.dtype)], axis=-1)
+
+
+def features_from_generation(output: Any, *, r: int, k: int, fill: float = 0.0) -> SPDFeatures:
+    """SPD features of a greedy decode from :func:`lions_jax.models.generate` (a
+    ``TransformerLM`` with its KV cache) or :func:`lions_jax.models.generate_uncached` (any
+    ``apply_fn``), called with ``return_logprobs=True`` (and ``eos_id`` to mark short outputs):
+    positions after a row's end-of-sequence token are invalid."""
+    if getattr(output, "logprobs", None) is None:
+        raise ValueError("output: expected a GenerationOutput with logprobs (return_logprobs=True)")
+    return surprisal_features(output.logprobs, r=r, k=k, lengths=output.lengths, fill=fill)

@@ -99,3 +99,31 @@ def test_bad_input_names_the_argument():
         surprisal_features(logp, r=2, k=3, lengths=jnp.array([1, 2, 3]))
     with raises_invalid("lengths"):
         surprisal_features(logp, r=2, k=3, lengths=jnp.array([1.0, 2.0]))
+
+
+def test_features_from_a_greedy_decode_mask_positions_after_eos():
+    from flax import nnx
+
+    from lions_jax.models import LMConfig, TransformerLM, generate
+    from lions_jax.spd import features_from_generation
+
+    lm = TransformerLM(LMConfig(vocab_size=12, d_model=16, num_layers=1, num_heads=2),
+                       rngs=nnx.Rngs(0))  # fmt: skip
+    graphdef, state = nnx.split(lm)
+    prompt = jax.random.randint(jax.random.key(0), (6, 4), 0, 12)
+    free = generate(None, graphdef, state, prompt, max_new_tokens=5, return_logprobs=True)
+    eos = int(free.tokens[0, 1])  # a token the decode emits: row 0 stops at position 1
+    out = generate(None, graphdef, state, prompt, max_new_tokens=5, eos_id=eos,
+                   return_logprobs=True)  # fmt: skip
+    f = features_from_generation(out, r=4, k=3)
+    lengths = np.asarray(out.lengths)
+    assert lengths[0] <= 2
+    np.testing.assert_array_equal(np.asarray(f.valid), np.arange(4) < lengths[:, None])
+    # valid positions: the sorted top-3 surprisals of the decode's own distributions
+    expected = np.sort(-np.asarray(out.logprobs)[:, :4], axis=-1)[..., :3]
+    valid = np.asarray(f.valid)
+    np.testing.assert_allclose(np.asarray(f.values)[valid], expected[valid], atol=1e-5)
+    with raises_invalid("r: expected <= 5"):
+        features_from_generation(out, r=6, k=3)
+    with raises_invalid("return_logprobs"):
+        features_from_generation(free._replace(logprobs=None), r=2, k=3)
