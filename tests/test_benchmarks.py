@@ -22,6 +22,7 @@ SLOW_BENCHES = {
     "floral_bench.py",
     "vrls_bench.py",
     "bandits_bench.py",
+    "spd_bench.py",
 }
 REQUIRED = {
     "bench",

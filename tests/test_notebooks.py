@@ -39,6 +39,7 @@ SLOW_NOTEBOOKS = {
     "floral.ipynb",
     "scion.ipynb",
     "mpo.ipynb",
+    "spd.ipynb",
 }
 
 

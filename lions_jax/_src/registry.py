@@ -42,6 +42,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.bandits.experiment",
     "lions_jax.mpo.games_experiment",
     "lions_jax.mpo.lm_experiment",
+    "lions_jax.spd.experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")
