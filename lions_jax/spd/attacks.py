@@ -156,6 +156,20 @@ class AttackResult:
     success_rate: float
 
 
+def _result(
+    goals: Sequence[tuple[str, str]], found: dict[int, str], queries: np.ndarray
+) -> AttackResult:
+    """The :class:`AttackResult` of the goals ``found`` (goal index -> jailbreak prompt)."""
+    keys = sorted(found)
+    return AttackResult(
+        [found[i] for i in keys],
+        [goals[i][0] for i in keys],
+        [goals[i][1] for i in keys],
+        queries,
+        len(found) / len(goals),
+    )
+
+
 def template_search(
     seed: int,
     graphdef: Any,
@@ -220,14 +234,7 @@ def apply_templates(
             if T.is_harmful(ans):
                 found[i] = prompt
                 remaining.remove(i)
-    keys = sorted(found)
-    return AttackResult(
-        [found[i] for i in keys],
-        [goals[i][0] for i in keys],
-        [goals[i][1] for i in keys],
-        queries,
-        len(found) / len(goals),
-    )
+    return _result(goals, found, queries)
 
 
 #: PAIR-like rewrite operations (each returns a new request from the item and the current one).
@@ -303,14 +310,7 @@ def rewrite_search(
                 found[i] = prompt
             elif s > best[i]:
                 best[i], current[i] = s, req
-    keys = sorted(found)
-    return AttackResult(
-        [found[i] for i in keys],
-        [goals[i][0] for i in keys],
-        [goals[i][1] for i in keys],
-        queries,
-        len(found) / len(goals),
-    )
+    return _result(goals, found, queries)
 
 
 def gcg_search(
@@ -359,12 +359,6 @@ def gcg_search(
             suffixes[i] = TOKENIZER.decode(sfx)
     prompts = [T.chat_prompt(T._cap(req) + " " + suffixes[i]) for i, (_, req) in enumerate(goals)]
     answers = chat_generate(graphdef, params, prompts, max_new_tokens=max_new_tokens).answers
-    ok = [i for i, a in enumerate(answers) if T.is_harmful(a)]
+    found = {i: prompts[i] for i, a in enumerate(answers) if T.is_harmful(a)}
     cost = config.num_steps * (config.num_candidates + 1) + 1
-    return AttackResult(
-        [prompts[i] for i in ok],
-        [goals[i][0] for i in ok],
-        [goals[i][1] for i in ok],
-        np.full(len(goals), cost),
-        len(ok) / len(goals),
-    )
+    return _result(goals, found, np.full(len(goals), cost))

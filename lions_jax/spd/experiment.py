@@ -368,7 +368,8 @@ def _smoothllm(
     return np.concatenate(scores)
 
 
-def _metrics(score_fit, y_fit, score_test, fam_test, flag_test) -> dict[str, Any]:
+def _metrics(score_test: Any, fam_test: Any, flag_test: Any) -> dict[str, Any]:
+    """AUC of ``score_test``; TPR per family and FPR of the flags ``flag_test``."""
     from sklearn.metrics import roc_auc_score
 
     y = (fam_test != "benign").astype(int)
@@ -435,13 +436,11 @@ def _evaluate_seed(
         return det, np.asarray(det.decision(d_test.logprobs, d_test.lengths))
 
     _, sc = spd(cfg.r, cfg.k, None)
-    methods["SPD (full logits)"] = _metrics(None, y_fit, sc, test_f, sc > 0) | {
+    methods["SPD (full logits)"] = _metrics(sc, test_f, sc > 0) | {"passes": f"1 + {cfg.r} steps"}
+    _, sc = spd(cfg.r, min(cfg.k, cfg.top_logprobs), cfg.top_logprobs)
+    methods[f"SPD (top-{cfg.top_logprobs} logprobs)"] = _metrics(sc, test_f, sc > 0) | {
         "passes": f"1 + {cfg.r} steps"
     }
-    _, sc = spd(cfg.r, min(cfg.k, cfg.top_logprobs), cfg.top_logprobs)
-    methods[f"SPD (top-{cfg.top_logprobs} logprobs)"] = _metrics(
-        None, y_fit, sc, test_f, sc > 0
-    ) | {"passes": f"1 + {cfg.r} steps"}
 
     # perplexity filter
     def nll(g: Any, p: Any, prompts: list[str]) -> np.ndarray:
@@ -452,7 +451,7 @@ def _evaluate_seed(
         ppl_fit, ppl_test = nll(g, p, fit_p), nll(g, p, test_p)
         thr = B.fit_threshold(ppl_fit[y_fit == 0], 0.95)
         methods[f"perplexity filter, {name} (95 %)"] = _metrics(
-            None, None, ppl_test, test_f, ppl_test > thr
+            ppl_test, test_f, ppl_test > thr
         ) | {"passes": "1 (prompt)"}
         if name == "reference LM":
             ppl_ref = ppl_test
@@ -463,34 +462,32 @@ def _evaluate_seed(
     )
     lr = LogisticRegression(class_weight="balanced").fit(rf_fit[:, None], y_fit)
     sc = lr.decision_function(rf_test[:, None])
-    methods["refusal probability"] = _metrics(None, None, sc, test_f, sc > 0) | {"passes": "1"}
+    methods["refusal probability"] = _metrics(sc, test_f, sc > 0) | {"passes": "1"}
     # SmoothLLM
     sm = _smoothllm(cfg, s, graphdef, params, test_p)
-    methods[f"SmoothLLM (N = {cfg.smoothllm_copies})"] = _metrics(
-        None, None, sm, test_f, sm >= 0.5
-    ) | {"passes": f"{cfg.smoothllm_copies} × (1 + decode)"}
+    methods[f"SmoothLLM (N = {cfg.smoothllm_copies})"] = _metrics(sm, test_f, sm >= 0.5) | {
+        "passes": f"{cfg.smoothllm_copies} × (1 + decode)"
+    }
     # input-embedding classifier
     if with_embedding:
         clf = B.EmbeddingClassifier().fit(fit_p, y_fit)
         sc = np.asarray(clf.decision(test_p))
-        methods["MiniLM embedding + LR"] = _metrics(None, None, sc, test_f, sc > 0) | {
-            "passes": "1 (encoder)"
-        }
+        methods["MiniLM embedding + LR"] = _metrics(sc, test_f, sc > 0) | {"passes": "1 (encoder)"}
 
     # (r, k) grid: AUC and TPR at the SVM's threshold
     grid = {}
     for r in cfg.r_sweep:
         for k in cfg.k_sweep:
             _, sc = spd(r, k, None)
-            grid[f"{r},{k}"] = _metrics(None, None, sc, test_f, sc > 0)
+            grid[f"{r},{k}"] = _metrics(sc, test_f, sc > 0)
         _, sc = spd(r, min(cfg.top_logprobs, max(cfg.k_sweep)), cfg.top_logprobs)
-        grid[f"{r},top{cfg.top_logprobs}"] = _metrics(None, None, sc, test_f, sc > 0)
+        grid[f"{r},top{cfg.top_logprobs}"] = _metrics(sc, test_f, sc > 0)
     # cross-attack transfer: fit on benign + two families, test on the third (its test half)
     transfer = {}
     for held in FAMILIES:
         sel = fit_f != held
         _, sc = spd(cfg.r, cfg.k, None, sel)
-        transfer[held] = _metrics(None, None, sc, test_f, sc > 0)
+        transfer[held] = _metrics(sc, test_f, sc > 0)
     return {
         "methods": methods,
         "grid": grid,
