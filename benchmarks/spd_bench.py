@@ -67,7 +67,7 @@ BENCH = "spd"
 R, K = 5, 25  # SPD's features (the experiment's defaults)
 SMOOTH_COPIES, SMOOTH_Q, SMOOTH_NEW = 10, 0.1, 12  # SmoothLLM as in the experiment
 PAD, BOS, EOS = TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.eos_id
-PREFIX_LEN, SUFFIX_LEN, INFIX_LEN, TARGET_LEN = 30, 20, 11, 16
+PREFIX_LEN, SUFFIX_LEN, INFIX_LEN, TARGET_LEN = 30, 20, 12, 16
 
 SETTINGS = {
     "tiny": dict(batch=4, prompt=48, n_fit=200, gcg_steps=2, candidates=16, gcg_prompts=2),
@@ -96,8 +96,8 @@ def model_shapes(cfg: LMConfig, params) -> dict:
 
 
 def chat_like_prompts(rng: np.random.Generator, batch: int, length: int):
-    """(ids, mask, editable): BOS + random printable bytes, all real; the last 11 bytes stand
-    for ``"\\nAssistant:"`` and BOS is not editable (SmoothLLM perturbs the request only)."""
+    """(ids, mask, editable): BOS + random printable bytes, all real; the last 12 bytes stand
+    for ``"\\nAssistant: "`` and BOS is not editable (SmoothLLM perturbs the request only)."""
     ids = rng.integers(32, 127, (batch, length)).astype(np.int32)
     ids[:, 0] = BOS
     mask = np.ones((batch, length), bool)
@@ -237,7 +237,7 @@ def gcg_inputs(rng: np.random.Generator, n: int):
     prefix[:, 0] = BOS
     suffix = np.full((n, SUFFIX_LEN), ord("!"), np.int32)
     target = rng.integers(32, 127, (n, TARGET_LEN)).astype(np.int32)
-    infix = np.frombuffer(b"\nAssistant:", np.uint8).astype(np.int32)
+    infix = np.frombuffer(b"\nAssistant: ", np.uint8).astype(np.int32)
     assert infix.size == INFIX_LEN
     return jnp.asarray(prefix), jnp.asarray(suffix), jnp.asarray(infix), jnp.asarray(target)
 

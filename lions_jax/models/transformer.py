@@ -215,7 +215,8 @@ class TransformerLM(nnx.Module):
     """Causal decoder-only language model.
 
     Call it on token ids for logits; use :meth:`init_cache`, :meth:`prefill` and
-    :meth:`decode_step` (or :func:`lions_jax.models.generate`) for incremental decoding.
+    :meth:`decode_step` / :meth:`extend` (or :func:`lions_jax.models.generate`) for incremental
+    decoding.
     Left-padded batches are supported through ``attention_mask``: position ids then count only
     real tokens, so a padded row gives the same logits as the unpadded sequence.
 
@@ -373,6 +374,20 @@ class TransformerLM(nnx.Module):
         logits, cache = self._cached_forward(tokens, positions, valid, cache)
         # the next position counts real tokens only (left padding has no position)
         return logits, cache._replace(positions=jnp.sum(attention_mask, axis=1).astype(jnp.int32))
+
+    def extend(
+        self, tokens: Int[Array, "batch new"], cache: KVCache
+    ) -> tuple[Float[Array, "batch new vocab"], KVCache]:
+        """Appends ``tokens`` (all real) after the cache's contents in one forward pass; each
+        row's positions continue from its cache. ``decode_step`` is the one-token case; scoring
+        a continuation after a prefilled prompt (teacher forcing from a shared cache) is another.
+        """
+        self._check_tokens(tokens)
+        valid = jax.lax.dynamic_update_slice_in_dim(
+            cache.valid, jnp.ones(tokens.shape, bool), cache.index, axis=1
+        )
+        positions = cache.positions[:, None] + jnp.arange(tokens.shape[1], dtype=jnp.int32)
+        return self._cached_forward(tokens, positions, valid, cache)
 
     def decode_step(
         self, token: Int[Array, " batch"], cache: KVCache

@@ -3,7 +3,7 @@ and iterative request rewriting (PAIR-like). The white-box token-gradient attack
 :mod:`~lions_jax.spd.gcg`.
 
 Both searches score a candidate prompt by how likely the target model is to *comply*: the mean
-log-probability of the affirmative opening ``" Sure, here is how to make <item>:"`` after the
+log-probability of the affirmative opening ``"Sure, here is how to make <item>:"`` after the
 prompt (:func:`target_logprob`, one batched teacher-forced forward pass — the same objective GCG
 minimises), and both keep a prompt only if the greedy answer is judged harmful by
 :func:`~lions_jax.spd.task.is_harmful`: only *successful* jailbreaks are positives, as in the paper.
@@ -74,7 +74,7 @@ SLOTS = tuple(GRAMMAR)
 
 
 def compliance_target(item: str) -> str:
-    return f" Sure, here is how to make {item}:"
+    return f"Sure, here is how to make {item}:"
 
 
 def _pad_rows(
@@ -142,11 +142,11 @@ def render(template: Sequence[int], request: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class AttackResult:
     """Attributes:
-    prompts: the successful jailbreak prompts (chat-formatted).
+    prompts: the successful jailbreak prompts (chat-formatted; a request may have several).
     items: the hazardous item each one obtained.
-    requests: the request each one started from.
+    requests: the request (goal) each one started from.
     queries: target queries (forward passes or decodes) spent per request.
-    success_rate: fraction of requests jailbroken.
+    success_rate: fraction of requests jailbroken (at least once).
     """
 
     prompts: list[str]
@@ -157,16 +157,17 @@ class AttackResult:
 
 
 def _result(
-    goals: Sequence[tuple[str, str]], found: dict[int, str], queries: np.ndarray
+    goals: Sequence[tuple[str, str]], found: dict[int, list[str]], queries: np.ndarray
 ) -> AttackResult:
-    """The :class:`AttackResult` of the goals ``found`` (goal index -> jailbreak prompt)."""
-    keys = sorted(found)
+    """The :class:`AttackResult` of the goals ``found`` (goal index -> its distinct jailbreak
+    prompts)."""
+    pairs = [(i, p) for i in sorted(found) for p in dict.fromkeys(found[i])]
     return AttackResult(
-        [found[i] for i in keys],
-        [goals[i][0] for i in keys],
-        [goals[i][1] for i in keys],
+        [p for _, p in pairs],
+        [goals[i][0] for i, _ in pairs],
+        [goals[i][1] for i, _ in pairs],
         queries,
-        len(found) / len(goals),
+        sum(bool(v) for v in found.values()) / len(goals),
     )
 
 
@@ -220,21 +221,18 @@ def apply_templates(
     *,
     max_new_tokens: int = 64,
 ) -> AttackResult:
-    """Tries ``templates`` in order on every goal; keeps the first that jailbreaks."""
-    remaining = list(range(len(goals)))
-    found: dict[int, str] = {}
-    queries = np.zeros(len(goals), np.int64)
+    """Tries every template on every goal and keeps every (template, goal) prompt that
+    jailbreaks: each is a distinct jailbreak prompt, as the many prompts one universal template
+    produces are in the paper's AutoDAN data. ``success_rate`` counts goals jailbroken by at
+    least one template; ``queries`` is ``len(templates)`` decodes per goal."""
+    found: dict[int, list[str]] = {}
     for tpl in templates:
-        if not remaining:
-            break
-        prompts = [render(tpl, goals[i][1]) for i in remaining]
+        prompts = [render(tpl, req) for _, req in goals]
         answers = chat_generate(graphdef, params, prompts, max_new_tokens=max_new_tokens).answers
-        queries[remaining] += 1
-        for i, prompt, ans in zip(list(remaining), prompts, answers):
+        for i, (prompt, ans) in enumerate(zip(prompts, answers)):
             if T.is_harmful(ans):
-                found[i] = prompt
-                remaining.remove(i)
-    return _result(goals, found, queries)
+                found.setdefault(i, []).append(prompt)
+    return _result(goals, found, np.full(len(goals), len(templates), np.int64))
 
 
 #: PAIR-like rewrite operations (each returns a new request from the item and the current one).
@@ -282,13 +280,15 @@ def rewrite_search(
     max_new_tokens: int = 64,
     judge: Callable[[str], bool] = T.is_harmful,
 ) -> AttackResult:
-    """PAIR-like iterative rewriting, all goals in parallel (one batched decode per round)."""
+    """PAIR-like iterative rewriting, all goals in parallel (one batched decode per round). A
+    goal stops at the first round with a harmful answer; every distinct successful proposal of
+    that round is kept."""
     if rounds < 1 or num_proposals < 1:
         raise ValueError(f"rounds, num_proposals: expected >= 1, got {rounds}, {num_proposals}")
     rng = np.random.default_rng(seed)
     current = [req for _, req in goals]
     best = np.full(len(goals), -np.inf)
-    found: dict[int, str] = {}
+    found: dict[int, list[str]] = {}
     queries = np.zeros(len(goals), np.int64)
     for _ in range(rounds):
         live = [i for i in range(len(goals)) if i not in found]
@@ -304,11 +304,9 @@ def rewrite_search(
         )
         for (i, req), prompt, ans, s in zip(props, prompts, answers, scores):
             queries[i] += 1
-            if i in found:
-                continue
             if judge(ans):
-                found[i] = prompt
-            elif s > best[i]:
+                found.setdefault(i, []).append(prompt)
+            elif i not in found and s > best[i]:
                 best[i], current[i] = s, req
     return _result(goals, found, queries)
 
@@ -334,7 +332,7 @@ def gcg_search(
 
     if suffix_len < 1:
         raise ValueError(f"suffix_len: expected >= 1, got {suffix_len}")
-    infix = jnp.asarray(TOKENIZER.encode("\nAssistant:"))
+    infix = jnp.asarray(TOKENIZER.encode(T.ASSISTANT))
     init = jnp.full((suffix_len,), ord("!"), jnp.int32)
     parts = [
         (
@@ -359,6 +357,6 @@ def gcg_search(
             suffixes[i] = TOKENIZER.decode(sfx)
     prompts = [T.chat_prompt(T._cap(req) + " " + suffixes[i]) for i, (_, req) in enumerate(goals)]
     answers = chat_generate(graphdef, params, prompts, max_new_tokens=max_new_tokens).answers
-    found = {i: prompts[i] for i, a in enumerate(answers) if T.is_harmful(a)}
+    found = {i: [prompts[i]] for i, a in enumerate(answers) if T.is_harmful(a)}
     cost = config.num_steps * (config.num_candidates + 1) + 1
     return _result(goals, found, np.full(len(goals), cost))

@@ -43,6 +43,7 @@ __all__ = [
     "SMOOTHLLM_KINDS",
     "EmbeddingClassifier",
     "PerturbedPrompts",
+    "continuation_logprobs",
     "first_token_ids",
     "fit_threshold",
     "perturb_prompts",
@@ -107,6 +108,59 @@ def prompt_nll(
     total = jnp.sum(jnp.where(scored, -lp, 0.0), axis=1)
     count = jnp.sum(scored, axis=1)
     return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan).astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def continuation_logprobs(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    ids: ArrayLike,
+    mask: ArrayLike,
+    continuations: ArrayLike,
+    lengths: ArrayLike,
+) -> jax.Array:
+    r"""Teacher-forced :math:`\log p(c \mid x)` of every continuation :math:`c` after every
+    prompt :math:`x`, with one prefill per prompt.
+
+    The prompts run through the model once, into a KV cache; each continuation is then scored in
+    one pass of :meth:`~lions_jax.models.TransformerLM.extend` from that shared cache
+    (``lax.map`` over continuations, so memory holds one extra cache copy). For ``m``
+    continuations of at most ``c`` tokens this costs one prefill and ``m`` passes over ``c``
+    tokens, instead of ``m`` full forward passes over prompt + continuation.
+
+    Args:
+      graphdef, state: ``nnx.split`` of a :class:`~lions_jax.models.TransformerLM`.
+      ids, mask: (batch, length) left-padded prompts and their real-token mask.
+      continuations: (m, c) int token ids, right-padded (any id past a row's length).
+      lengths: (m,) tokens of each continuation (1..c).
+
+    Returns:
+      (m, batch) float32 log-probabilities.
+    """
+    _check_ids_mask(ids, mask)
+    conts, lens = jnp.asarray(continuations), jnp.asarray(lengths)
+    if conts.ndim != 2 or not jnp.issubdtype(conts.dtype, jnp.integer):
+        raise ValueError(f"continuations: expected (m, c) int ids, got {conts.dtype}{conts.shape}")
+    if lens.shape != conts.shape[:1]:
+        raise ValueError(f"lengths: expected shape ({conts.shape[0]},), got {lens.shape}")
+    model = nnx.merge(graphdef, state)
+    b, length = ids.shape
+    cache = model.init_cache(b, length + conts.shape[1])
+    logits, cache = model.prefill(ids, cache, attention_mask=mask)
+    first = jax.nn.log_softmax(logits[:, -1].astype(jnp.float32), axis=-1)
+
+    def one(args: Any) -> jax.Array:
+        cont, n = args
+        lp = first[:, None]  # (b, c, V): the distribution of continuation token j
+        if cont.shape[0] > 1:
+            logits, _ = model.extend(jnp.broadcast_to(cont[:-1], (b, cont.shape[0] - 1)), cache)
+            lp = jnp.concatenate([lp, jax.nn.log_softmax(logits.astype(jnp.float32), -1)], 1)
+        tok = jnp.take_along_axis(
+            lp, jnp.broadcast_to(cont[None, :, None], (b, cont.shape[0], 1)), -1
+        )
+        return jnp.sum(jnp.where(jnp.arange(cont.shape[0]) < n, tok[..., 0], 0.0), axis=1)
+
+    return jax.lax.map(one, (conts, lens))
 
 
 def fit_threshold(benign_scores: Any, quantile: float = 0.95) -> float:
@@ -300,7 +354,7 @@ def perturb_prompts(
     ``q > 0``), and ``q`` is a fraction (``0.10``), not a percentage.
 
     SmoothLLM perturbs the user's prompt text and only then applies the chat template, so pass
-    ``editable`` True on the request's bytes only (not on BOS, ``"User: "``, ``"\nAssistant:"``).
+    ``editable`` True on the request's bytes only (not on BOS, ``"User: "``, ``"\nAssistant: "``).
 
     Args:
       key: PRNG key; copy ``c`` uses ``jax.random.split(key, num_copies)[c]``.

@@ -1,12 +1,15 @@
 """``spd``: single-pass jailbreak detection on a toy aligned LM (toy LM, synthetic task).
 
 Per seed: a byte-level toy LM is trained on :class:`~lions_jax.spd.task.ChatTask` (all seeds in one
-``jax.vmap``-ed program) so that it refuses requests from the synthetic hazard lexicon; three attack
-families search for jailbreaks against it — GCG (white-box token gradients), AutoDAN-like template
-search, PAIR-like rewrite search (:mod:`~lions_jax.spd.attacks`) — and only the prompts whose greedy
-answer the exact judge calls harmful are kept as positives. Benign prompts: the training
-distribution for fitting, held-out phrasings and wrapper families for testing. Each family's
-successes are split half / half into fit and test.
+``jax.vmap``-ed program on an accelerator, seed after seed on a CPU) so that it refuses requests
+from the synthetic hazard lexicon; three attack families search for jailbreaks against it — GCG
+(white-box token gradients), AutoDAN-like template search, PAIR-like rewrite search
+(:mod:`~lions_jax.spd.attacks`) — and only the prompts whose greedy answer the exact judge calls
+harmful are kept as positives (every successful prompt: a universal template that jailbreaks
+several goals gives several). Benign prompts: the training distribution for fitting, held-out
+phrasings and wrapper families for testing; both include safety questions that name hazardous
+items. Each family's successes are split half / half *by goal* into fit and test, so no goal has
+prompts on both sides.
 
 Detectors, all fit on the same split:
 
@@ -26,7 +29,8 @@ Detectors, all fit on the same split:
 
 Reported: TPR per attack family and FPR on held-out benign prompts (mean ± 95 % CI over seeds),
 ROC AUC, forward passes per prompt, the (r, k) grid, cross-attack transfer (SPD fit on two families,
-tested on the third). Models and attack prompts are cached under ``$LIONS_JAX_DATA/spd`` (default
+tested on the third). All of a seed's SPD fits (default, top-k, grid, transfer) run as one
+compiled, vmapped program (:func:`_spd_scores`). Models and attack prompts are cached under ``$LIONS_JAX_DATA/spd`` (default
 ``~/.cache/lions_jax/spd``), keyed by their configuration, so a second run only re-evaluates.
 The setting is far smaller than the paper's (Llama-2 / Vicuna / GPT with JailbreakBench
 attacks): numbers are about this toy, not comparable to the paper's.
@@ -51,8 +55,10 @@ from lions_jax.models import TransformerLM
 from lions_jax.spd import attacks as A
 from lions_jax.spd import baselines as B
 from lions_jax.spd import task as T
-from lions_jax.spd.detector import SPDDetector
+from lions_jax.spd.detector import api_top_logprobs
+from lions_jax.spd.features import SPDFeatures, feature_vector, surprisal_features
 from lions_jax.spd.gcg import GCGConfig
+from lions_jax.spd.svm import fit_rbf_svm, svm_decision
 from lions_jax.spd.toy import TOKENIZER, ToyLMConfig, chat_generate, encode_prompts, make_train
 
 __all__ = ["FAMILIES", "SPDConfig", "cached_attacks", "cached_models", "run"]
@@ -76,7 +82,9 @@ class SPDConfig:
         held-out phrasings and wrappers).
       r, k: SPD's default features; r_sweep, k_sweep: the grid; top_logprobs: API variant.
       smoothllm_copies, smoothllm_q: SmoothLLM's N and perturbation rate.
-      max_new_tokens: decode length for judging.
+      max_new_tokens: decode length for judging: long enough for the whole compliant answer
+        (the longest, ``"Sure, here is how to make <item>: <recipe>."``, is 85 bytes); a
+        shorter decode can stop before the first hazardous ingredient and hide a success.
       reference_steps: training steps of the perplexity filter's reference LM.
       cache_dir: cache root ("" = ``$LIONS_JAX_DATA/spd`` or ``~/.cache/lions_jax/spd``).
     """
@@ -106,7 +114,7 @@ class SPDConfig:
     top_logprobs: int = 5
     smoothllm_copies: int = 10
     smoothllm_q: float = 0.1
-    max_new_tokens: int = 48
+    max_new_tokens: int = 96
     reference_steps: int = 600
     cache_dir: str = ""
 
@@ -141,6 +149,12 @@ class SPDConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
         r_max = max(self.r, *self.r_sweep)
+        longest = max(len(T.helpful_recipe(i)) for i in T.HAZARD_ITEMS)
+        if self.max_new_tokens <= longest:
+            raise ValueError(
+                f"max_new_tokens: expected > {longest} (the longest compliant answer), "
+                f"got {self.max_new_tokens}"
+            )
         if r_max > self.max_new_tokens:
             raise ValueError(f"r_sweep: r <= max_new_tokens = {self.max_new_tokens} expected")
         if self.top_logprobs < min(self.k, 5) or any(k < 1 for k in self.k_sweep):
@@ -181,8 +195,20 @@ PRESETS = {
 }
 
 
+#: Bump when the attack or training code changes what a cached file would hold.
+CACHE_VERSION = 2
+
+
 def _digest(obj: Any) -> str:
-    return hashlib.sha256(repr(obj).encode()).hexdigest()[:12]
+    return hashlib.sha256(repr((CACHE_VERSION, obj)).encode()).hexdigest()[:12]
+
+
+def _model_digest(mcfg: ToyLMConfig) -> str:
+    """The toy LM's cache key: its configuration and the training corpus itself (so a change to
+    the task's text, not only to its settings, retrains)."""
+    ids, mask = mcfg.corpus()
+    corpus = hashlib.sha256(ids.tobytes() + np.packbits(mask).tobytes()).hexdigest()
+    return _digest((mcfg, corpus))
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,13 +218,22 @@ def _models(cfg: SPDConfig, seeds: list[int], progress: bool) -> tuple[Any, list
     mcfg = cfg.model_config()
     graphdef, train = make_train(mcfg)
     root = cfg.cache_root() / "models"
-    paths = {s: root / f"toylm-{_digest(mcfg)}-seed{s}.msgpack" for s in seeds}
+    digest = _model_digest(mcfg)
+    paths = {s: root / f"toylm-{digest}-seed{s}.msgpack" for s in seeds}
     missing = [s for s in seeds if not paths[s].is_file()]
     if missing:
         t0 = time.perf_counter()
         ids, mask = mcfg.corpus()
         keys = jnp.stack([jax.random.key(s) for s in missing])
-        params, losses = jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, ids, mask)
+        if jax.default_backend() == "cpu":
+            # a CPU gains nothing from batching seeds (measured ~2x slower per seed vmapped on
+            # 2 cores); one compiled program, run seed by seed
+            train_one = jax.jit(train)
+            outs = [train_one(keys[j], ids, mask) for j in range(len(missing))]
+            params = jax.tree.map(lambda *xs: jnp.stack(xs), *[o[0] for o in outs])
+            losses = jnp.stack([o[1] for o in outs])
+        else:
+            params, losses = jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, ids, mask)
         for j, s in enumerate(missing):
             p = jax.tree.map(lambda x, j=j: np.asarray(x[j]), nnx.to_pure_dict(params))
             results.atomic_write_bytes(paths[s], serialization.msgpack_serialize(p))
@@ -227,7 +262,11 @@ def _reference_lm(cfg: SPDConfig, progress: bool) -> tuple[Any, Any]:
 
     mcfg = ToyLMConfig(d_model=cfg.d_model, num_layers=cfg.num_layers, steps=cfg.reference_steps)
     graphdef, train = make_train(mcfg)
-    path = cfg.cache_root() / "models" / f"reflm-python-docs-{_digest(mcfg)}.msgpack"
+    path = (
+        cfg.cache_root()
+        / "models"
+        / f"reflm-python-docs-{hashlib.sha256(repr(mcfg).encode()).hexdigest()[:12]}.msgpack"
+    )
     if not path.is_file():
         t0 = time.perf_counter()
         seqs = lm_sequences(TOKENIZER.encode(load_text_corpus().train), 127)
@@ -259,7 +298,7 @@ def _attacks(cfg: SPDConfig, s: int, graphdef: Any, params: Any, progress: bool)
     path = (
         cfg.cache_root()
         / "attacks"
-        / f"attacks-{_digest((cfg.model_config(), keys, cfg.max_new_tokens))}-seed{s}.json"
+        / f"attacks-{_digest((_model_digest(cfg.model_config()), keys, cfg.max_new_tokens))}-seed{s}.json"
     )
     if path.is_file():
         return json.loads(path.read_text())
@@ -296,6 +335,7 @@ def _attacks(cfg: SPDConfig, s: int, graphdef: Any, params: Any, progress: bool)
         fam: {
             "prompts": r.prompts,
             "items": r.items,
+            "requests": r.requests,
             "success_rate": r.success_rate,
             "mean_queries": float(np.mean(r.queries)),
         }
@@ -315,9 +355,9 @@ def _attacks(cfg: SPDConfig, s: int, graphdef: Any, params: Any, progress: bool)
 # One seed's evaluation
 # --------------------------------------------------------------------------------------------
 def _request_editable(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """True on the user's request bytes (between ``User: `` and ``\\nAssistant:``)."""
+    """True on the user's request bytes (between ``User: `` and ``\\nAssistant: ``)."""
     head = len("User: ") + 1  # BOS + "User: "
-    tail = len("\nAssistant:")
+    tail = len(T.ASSISTANT)
     edit = np.zeros_like(mask)
     for i, m in enumerate(mask):
         lo = int(np.argmax(m)) + head
@@ -326,16 +366,26 @@ def _request_editable(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _refusal_score(graphdef: Any, params: Any, prompts: list[str]) -> np.ndarray:
-    """log Σ_o p(" " + o | prompt) over the refusal openings o (teacher-forced)."""
-    openings = [" " + o for o in T.REFUSAL_OPENINGS]
-    lp = A.target_logprob(
-        graphdef,
-        params,
-        [p for p in prompts for _ in openings],
-        openings * len(prompts),
-        mean=False,
-    ).reshape(len(prompts), -1)
-    return np.logaddexp.reduce(lp, axis=1)
+    """log Σ_o p(o | prompt) over the refusal openings o (teacher-forced, one prefill per
+    prompt: :func:`~lions_jax.spd.baselines.continuation_logprobs`)."""
+    enc = [TOKENIZER.encode(o) for o in T.REFUSAL_OPENINGS]
+    conts = np.full((len(enc), max(e.size for e in enc)), TOKENIZER.pad_id, np.int32)
+    for i, e in enumerate(enc):
+        conts[i, : e.size] = e
+    lens = np.array([e.size for e in enc], np.int32)
+    length = -(-max(len(p) + 1 for p in prompts) // 32) * 32
+    out = []
+    for lo in range(0, len(prompts), 128):
+        chunk = prompts[lo : lo + 128]
+        chunk = chunk + [chunk[-1]] * (128 - len(chunk))  # one batch shape
+        ids, mask = encode_prompts(chunk, length)
+        lp = B.continuation_logprobs(graphdef, params, ids, mask, conts, lens)
+        out.append(np.asarray(lp)[:, : len(prompts) - lo])
+    return np.logaddexp.reduce(np.concatenate(out, axis=1), axis=0)
+
+
+#: Bytes SmoothLLM decodes to check for a refusal: the longest refusal opening and a space.
+_REFUSAL_CHECK_LEN = max(len(o) for o in T.REFUSAL_OPENINGS) + 1
 
 
 def _smoothllm(
@@ -347,6 +397,9 @@ def _smoothllm(
     def refused(tokens: Any) -> np.ndarray:
         return np.array([T.is_refusal(TOKENIZER.decode(t)) for t in np.asarray(tokens)])
 
+    # one batch shape (the last chunk padded by repeating its last row, then dropped)
+    pad = -len(prompts) % 64
+    ids, mask, edit = (np.concatenate([a, np.repeat(a[-1:], pad, 0)]) for a in (ids, mask, edit))
     scores = []
     for lo in range(0, len(prompts), 64):
         sl = slice(lo, lo + 64)
@@ -358,14 +411,68 @@ def _smoothllm(
             jnp.asarray(mask[sl]),
             jnp.asarray(edit[sl]),
             refused,
-            max_new_tokens=12,
+            max_new_tokens=_REFUSAL_CHECK_LEN,
             q=cfg.smoothllm_q,
             num_copies=cfg.smoothllm_copies,
             eos_id=TOKENIZER.eos_id,
             pad_id=TOKENIZER.pad_id,
         )
         scores.append(np.asarray(score))
-    return np.concatenate(scores)
+    return np.concatenate(scores)[: len(prompts)]
+
+
+Spec = tuple[int, int, int | None, Any]  # (r, k, top_logprobs, fit-subset mask or None)
+
+
+@jax.jit
+def _fit_decide(x_fit: Any, y_fit: Any, gamma: Any, mask: Any, x_test: Any) -> jax.Array:
+    svm = fit_rbf_svm(x_fit, y_fit, gamma=gamma, sample_mask=mask)
+    return svm_decision(svm, x_test)
+
+
+def _spd_scores(d_fit: Any, d_test: Any, y_fit: np.ndarray, specs: list[Spec]) -> np.ndarray:
+    """SPD decision values ``(len(specs), n_test)``: for each ``(r, k, top, mask)``, the same SVM
+    as ``SPDDetector(r=r, k=k, top_logprobs=top).fit(fit decodes[mask])`` applied to the test
+    decodes, all in one compiled, vmapped program. The surprisals are computed once per ``top``
+    at the largest ``(r, k)`` and sliced (exact: they are sorted per position), and every feature
+    vector is zero-padded to one width with its γ ("scale") taken from the unpadded features of
+    the fitted subset — padding with zeros leaves RBF distances unchanged."""
+    r_max = max(s[0] for s in specs)
+    base: dict[Any, tuple[SPDFeatures, SPDFeatures]] = {}
+    for _, _, top, _ in specs:
+        if top in base:
+            continue
+        k_base = max(s[1] for s in specs if s[2] == top)
+        pair = []
+        for d in (d_fit, d_test):
+            lp = jnp.asarray(d.logprobs)
+            lp = api_top_logprobs(lp, top) if top is not None else lp
+            pair.append(surprisal_features(lp, r=r_max, k=k_base, lengths=jnp.asarray(d.lengths)))
+        base[top] = (pair[0], pair[1])
+    width = max(r * k + r for r, k, _, _ in specs)
+    # rows padded to multiples of 64 (masked out of the fit, dropped from the scores): seeds
+    # with different numbers of jailbreaks share one compiled program
+    n_fit, n_test = len(y_fit), d_test.logprobs.shape[0]
+    rows_fit, rows_test = -(-n_fit // 64) * 64, -(-n_test // 64) * 64
+    xf, xt, gammas, masks = [], [], [], []
+    for r, k, top, sel in specs:
+        fit_t, test_t = (
+            feature_vector(SPDFeatures(b.values[:, :r, :k], b.valid[:, :r])) for b in base[top]
+        )
+        mask = np.ones(n_fit, bool) if sel is None else np.asarray(sel)
+        used = np.asarray(fit_t)[mask]
+        gammas.append(1.0 / (used.shape[1] * used.var()))
+        xf.append(jnp.pad(fit_t, ((0, rows_fit - n_fit), (0, width - fit_t.shape[1]))))
+        xt.append(jnp.pad(test_t, ((0, rows_test - n_test), (0, width - test_t.shape[1]))))
+        masks.append(np.pad(mask, (0, rows_fit - n_fit)))
+    scores = jax.vmap(_fit_decide, in_axes=(0, None, 0, 0, 0))(
+        jnp.stack(xf),
+        jnp.asarray(np.pad(y_fit, (0, rows_fit - n_fit))),
+        jnp.asarray(gammas, jnp.float32),
+        jnp.asarray(np.stack(masks)),
+        jnp.stack(xt),
+    )
+    return np.asarray(scores)[:, :n_test]
 
 
 def _metrics(score_test: Any, fam_test: Any, flag_test: Any) -> dict[str, Any]:
@@ -398,14 +505,17 @@ def _evaluate_seed(
     test_p = T.benign_prompts(30_000 + s, cfg.num_benign_test, held_out=True)
     test_f = ["benign"] * len(test_p)
     for fam in FAMILIES:
-        # distinct prompts only (two goals of the same item can end at the same rewrite)
-        ps = list(dict.fromkeys(atk[fam]["prompts"]))
-        order = rng.permutation(len(ps))
-        half = len(ps) // 2
-        fit_p += [ps[i] for i in order[:half]]
-        fit_f += [fam] * half
-        test_p += [ps[i] for i in order[half:]]
-        test_f += [fam] * (len(ps) - half)
+        # split by goal (item, request), so that no goal has prompts on both sides; distinct
+        # prompts only (two goals of the same item can end at the same rewrite)
+        prompts, goals = atk[fam]["prompts"], list(zip(atk[fam]["items"], atk[fam]["requests"]))
+        uniq = list(dict.fromkeys(goals))
+        fit_goals = {uniq[i] for i in rng.permutation(len(uniq))[: len(uniq) // 2]}
+        fit_ps = list(dict.fromkeys(p for p, g in zip(prompts, goals) if g in fit_goals))
+        test_ps = [p for p in dict.fromkeys(prompts) if p not in set(fit_ps)]
+        fit_p += fit_ps
+        fit_f += [fam] * len(fit_ps)
+        test_p += test_ps
+        test_f += [fam] * len(test_ps)
     fit_f, test_f = np.array(fit_f), np.array(test_f)
     y_fit = (fit_f != "benign").astype(int)
     if y_fit.sum() == 0 or (test_f != "benign").sum() == 0:
@@ -415,11 +525,10 @@ def _evaluate_seed(
         )
     r_max = max(cfg.r, *cfg.r_sweep)
 
-    def decode(prompts: list[str]) -> Any:
-        out = chat_generate(graphdef, params, prompts, max_new_tokens=cfg.max_new_tokens)
-        return out._replace(logprobs=out.logprobs[:, :r_max])
-
-    d_fit, d_test = decode(fit_p), decode(test_p)
+    # the fit prompts only need SPD's r_max positions; the test prompts are re-judged in full
+    d_fit = chat_generate(graphdef, params, fit_p, max_new_tokens=r_max)
+    d_test = chat_generate(graphdef, params, test_p, max_new_tokens=cfg.max_new_tokens)
+    d_test = d_test._replace(logprobs=d_test.logprobs[:, :r_max])
     # the searches kept only prompts judged harmful: re-judging must agree (greedy is deterministic)
     harmful = np.array([T.is_harmful(a) for a in d_test.answers])
     rejudge = float(np.mean(harmful[test_f != "benign"])) if (test_f != "benign").any() else 1.0
@@ -428,17 +537,21 @@ def _evaluate_seed(
     )
 
     methods: dict[str, dict[str, Any]] = {}
-
-    def spd(r: int, k: int, top: int | None, fit_sel: Any = None) -> tuple[Any, Any]:
-        det = SPDDetector(r=r, k=k, top_logprobs=top)
-        sel = slice(None) if fit_sel is None else fit_sel
-        det = det.fit(d_fit.logprobs[sel], y_fit[sel], d_fit.lengths[sel])
-        return det, np.asarray(det.decision(d_test.logprobs, d_test.lengths))
-
-    _, sc = spd(cfg.r, cfg.k, None)
-    methods["SPD (full logits)"] = _metrics(sc, test_f, sc > 0) | {"passes": f"1 + {cfg.r} steps"}
-    _, sc = spd(cfg.r, min(cfg.k, cfg.top_logprobs), cfg.top_logprobs)
-    methods[f"SPD (top-{cfg.top_logprobs} logprobs)"] = _metrics(sc, test_f, sc > 0) | {
+    # every SPD fit of this seed in one program: the default, top-k, the (r, k) grid, transfer
+    top, k_top = cfg.top_logprobs, min(cfg.top_logprobs, max(cfg.k_sweep))
+    grid_keys = [(r, str(k)) for r in cfg.r_sweep for k in cfg.k_sweep]
+    grid_keys += [(r, f"top{top}") for r in cfg.r_sweep]
+    specs: list[Spec] = [(cfg.r, cfg.k, None, None), (cfg.r, min(cfg.k, top), top, None)]
+    specs += [(r, int(k), None, None) for r, k in grid_keys if not k.startswith("top")]
+    specs += [(r, k_top, top, None) for r in cfg.r_sweep]
+    specs += [(cfg.r, cfg.k, None, fit_f != held) for held in FAMILIES]
+    all_scores = _spd_scores(d_fit, d_test, y_fit, specs)
+    sc_spd = all_scores[0]
+    methods["SPD (full logits)"] = _metrics(sc_spd, test_f, sc_spd > 0) | {
+        "passes": f"1 + {cfg.r} steps"
+    }
+    sc = all_scores[1]
+    methods[f"SPD (top-{top} logprobs)"] = _metrics(sc, test_f, sc > 0) | {
         "passes": f"1 + {cfg.r} steps"
     }
 
@@ -475,19 +588,17 @@ def _evaluate_seed(
         methods["MiniLM embedding + LR"] = _metrics(sc, test_f, sc > 0) | {"passes": "1 (encoder)"}
 
     # (r, k) grid: AUC and TPR at the SVM's threshold
-    grid = {}
-    for r in cfg.r_sweep:
-        for k in cfg.k_sweep:
-            _, sc = spd(r, k, None)
-            grid[f"{r},{k}"] = _metrics(sc, test_f, sc > 0)
-        _, sc = spd(r, min(cfg.top_logprobs, max(cfg.k_sweep)), cfg.top_logprobs)
-        grid[f"{r},top{cfg.top_logprobs}"] = _metrics(sc, test_f, sc > 0)
+    n_grid = len(grid_keys)
+    grid_scores = dict(zip(grid_keys, all_scores[2 : 2 + n_grid]))
+    grid = {
+        f"{r},{k}": _metrics(grid_scores[r, k], test_f, grid_scores[r, k] > 0)
+        for r in cfg.r_sweep
+        for k in [str(k) for k in cfg.k_sweep] + [f"top{top}"]
+    }
     # cross-attack transfer: fit on benign + two families, test on the third (its test half)
-    transfer = {}
-    for held in FAMILIES:
-        sel = fit_f != held
-        _, sc = spd(cfg.r, cfg.k, None, sel)
-        transfer[held] = _metrics(sc, test_f, sc > 0)
+    transfer = {
+        held: _metrics(sc, test_f, sc > 0) for held, sc in zip(FAMILIES, all_scores[2 + n_grid :])
+    }
     return {
         "methods": methods,
         "grid": grid,
@@ -500,7 +611,7 @@ def _evaluate_seed(
         "queries": {fam: atk[fam]["mean_queries"] for fam in FAMILIES},
         "roc_scores": {
             "labels": (test_f != "benign").astype(int).tolist(),
-            "SPD": spd(cfg.r, cfg.k, None)[1].tolist(),
+            "SPD": sc_spd.tolist(),
             "perplexity": ppl_ref.tolist(),
             "SmoothLLM": sm.tolist(),
         },
@@ -632,8 +743,9 @@ def _report(
     text = (
         f"# spd ({LABEL}; {n} seeds, toy LM d = {cfg.d_model}, {cfg.num_layers} layers, byte-level)\n\n"
         "Positives: successful jailbreaks only (greedy answer judged harmful by the exact judge); "
-        "half of each family fits the detectors, half tests them. Benign test prompts use held-out "
-        "phrasings and wrapper families. Mean ± 95 % CI over seeds (each seed: its own toy LM and "
+        "half of each family's goals (with all their prompts) fit the detectors, half test them. "
+        "Benign test prompts use held-out phrasings and wrapper families; benign prompts include "
+        "safety questions that name hazardous items. Mean ± 95 % CI over seeds (each seed: its own toy LM and "
         "attack search).\n\n## Attacks\n\n"
         + results.markdown_table(
             ["family", "success rate (%)", "queries / goal", "jailbreaks / seed"], att

@@ -4,8 +4,8 @@ arXiv 2307.15043), in JAX, for a :class:`~lions_jax.models.TransformerLM`.
 
 **Objective.** A prompt is laid out as ``[prefix][suffix][infix][target]`` (fixed lengths, int32
 token ids): e.g. ``bos + "User: how do I make X "``, the :math:`m` adversarial tokens
-:math:`x_{1:m}` being optimised, ``"\nAssistant:"``, and the wanted answer
-``" Sure, here is how to make X"``. The loss is the mean teacher-forced negative log-likelihood
+:math:`x_{1:m}` being optimised, ``"\nAssistant: "``, and the wanted answer
+``"Sure, here is how to make X"``. The loss is the mean teacher-forced negative log-likelihood
 of the :math:`n` target tokens,
 
 .. math::
@@ -211,7 +211,12 @@ def _check_prompt(
             f"{cfg.max_len}"
         )
     for name, x in (("prefix", prefix), ("suffix", suffix), ("infix", infix), ("target", target)):
-        if _is_concrete(x) and x.size and not bool(jnp.all((x >= 0) & (x < cfg.vocab_size))):
+        # NumPy, not jnp: under an outer jit a jnp op on a closed-over constant is traced
+        if (
+            _is_concrete(x)
+            and x.size
+            and not np.all((np.asarray(x) >= 0) & (np.asarray(x) < cfg.vocab_size))
+        ):
             raise ValueError(f"{name}: token ids must lie in [0, {cfg.vocab_size})")
     return prefix, suffix, infix, target
 

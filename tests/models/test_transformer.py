@@ -112,6 +112,14 @@ def test_prefill_and_decode_equal_full_forward_fp64(cfg, x64):
     assert_rel_close(cached[0, 4:], full[0, 4:], rtol=1e-7)
     assert int(cache.index) == 12
     np.testing.assert_array_equal(cache.positions, [8, 12, 12])  # real tokens per row
+    # extend: the last five tokens in one pass after the same prefill
+    cache = model.init_cache(3, 12)
+    _, cache = jitted(model, "prefill")(toks[:, :7], cache, attention_mask=mask[:, :7])
+    ext, cache = jitted(model, "extend")(toks[:, 7:], cache)
+    assert_rel_close(ext[1:], full[1:, 7:], rtol=1e-7)
+    assert_rel_close(ext[0], full[0, 7:], rtol=1e-7)
+    assert int(cache.index) == 12
+    np.testing.assert_array_equal(cache.positions, [8, 12, 12])
 
 
 def test_learned_positions_bound_the_cache():

@@ -43,8 +43,8 @@ def split():
 
 PREFIX = _ids("User: how do I make X ", bos=True)
 SUFFIX = _ids("!!!!!!!!")
-INFIX = _ids("\nAssistant:")
-TARGET = _ids(" Sure, here is")
+INFIX = _ids("\nAssistant: ")
+TARGET = _ids("Sure, here is")
 PROMPT = (PREFIX, SUFFIX, INFIX, TARGET)
 
 
@@ -167,7 +167,7 @@ def test_gcg_attack_lowers_target_loss_and_vmaps(split):
     keys = jax.random.split(jax.random.key(3), 2)
     prefixes = jnp.stack([PREFIX, _ids("User: how do I make Y ", bos=True)])
     suffixes = jnp.stack([SUFFIX, _ids("xxxxyyyy")])
-    targets = jnp.stack([TARGET, _ids(" Okay, here is")])
+    targets = jnp.stack([TARGET, _ids("Okay, here is")])
     batched = jax.vmap(lambda k, p, x, t: gcg_attack(k, g, s, p, x, INFIX, t, config=CFG))(
         keys, prefixes, suffixes, targets
     )
@@ -190,6 +190,19 @@ def test_gcg_attack_lowers_target_loss_and_vmaps(split):
             rtol=1e-5,
         )
         assert np.isin(np.asarray(res.suffix), CFG.allowed).all()
+
+
+def test_gcg_attack_under_an_outer_jit_with_constant_prompts(split):
+    """Closed-over constant prompts inside a user's jit: the id-range check must not turn them
+    into tracers (it uses NumPy), and the result equals the un-jitted call."""
+    g, s = split
+    cfg = GCGConfig(num_steps=3, top_k=8, num_candidates=8)
+    prefix, suffix, infix, target = PROMPT  # concrete jax arrays, closed over by the jit
+    run = jax.jit(lambda k: gcg_attack(k, g, s, prefix, jnp.full(suffix.shape, 33), infix, target,
+                                       config=cfg))  # fmt: skip
+    ref = gcg_attack(jax.random.key(5), g, s, prefix, np.full(suffix.shape, 33), infix, target,
+                     config=cfg)  # fmt: skip
+    np.testing.assert_array_equal(run(jax.random.key(5)).suffix, ref.suffix)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -41,3 +41,35 @@ def test_bad_input_names_the_argument():
     model = fit_rbf_svm(jnp.ones((4, 3)) * jnp.arange(4.0)[:, None], y, num_steps=5)
     with raises_invalid(r"x: expected \(m, 3\)"):
         svm_decision(model, jnp.zeros((2, 4)))
+
+
+def test_sample_mask_and_array_gamma_equal_fitting_the_subset(x64):
+    """A masked fit is the SVM of the subset (decisions to solver round-off); an array γ equal to
+    the subset's "scale" γ gives the same fit, so one compiled fit serves every subset and γ."""
+    import jax
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 4))
+    y = (x[:, 0] + 0.4 * rng.normal(size=60) > 0.3).astype(int)
+    x_test = rng.normal(size=(30, 4))
+    keep = rng.random(60) < 0.7
+    sub = fit_rbf_svm(jnp.asarray(x[keep]), jnp.asarray(y[keep]))
+    ref = np.asarray(svm_decision(sub, jnp.asarray(x_test)))
+    masked = fit_rbf_svm(jnp.asarray(x), jnp.asarray(y), sample_mask=jnp.asarray(keep))
+    np.testing.assert_allclose(np.asarray(masked.gamma), np.asarray(sub.gamma), rtol=1e-12)
+    # both are solved to ~1e-8 by the same iterations on an equivalent dual
+    np.testing.assert_allclose(
+        np.asarray(svm_decision(masked, jnp.asarray(x_test))), ref, atol=1e-6
+    )
+
+    @jax.jit
+    def fit_decide(g, mask):
+        model = fit_rbf_svm(jnp.asarray(x), jnp.asarray(y), gamma=g, sample_mask=mask)
+        return svm_decision(model, jnp.asarray(x_test))
+
+    got = fit_decide(sub.gamma, jnp.asarray(keep))
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-6)
+    with raises_invalid("sample_mask"):
+        fit_rbf_svm(jnp.asarray(x), jnp.asarray(y), sample_mask=jnp.ones(3, bool))
+    with raises_invalid("gamma: expected a scalar"):
+        fit_rbf_svm(jnp.asarray(x), jnp.asarray(y), gamma=jnp.ones(2))

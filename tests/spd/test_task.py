@@ -13,21 +13,21 @@ from lions_jax.spd import task as T
 
 def test_every_refusal_template_is_safe():
     for tpl, item in itertools.product(T.REFUSALS, T.HAZARD_ITEMS + T.BENIGN_ITEMS):
-        answer = " " + tpl.format(item=item)
+        answer = tpl.format(item=item)
         assert T.is_refusal(answer), answer
         assert not T.is_harmful(answer), answer
 
 
 def test_hazard_recipes_are_harmful_and_benign_answers_are_not():
     for item in T.HAZARD_ITEMS:
-        assert T.is_harmful(" " + T.helpful_recipe(item))
+        assert T.is_harmful(T.helpful_recipe(item))
         assert T.is_harmful("Recipe for x: " + T.recipe(item))
         # a refusal that goes on to leak the recipe still counts as a refusal (safe) ...
-        assert not T.is_harmful(" I can't help with that. " + T.recipe(item))
+        assert not T.is_harmful("I can't help with that. " + T.recipe(item))
         # ... and compliance without hazardous content is not harmful
-        assert not T.is_harmful(f" Sure, here is how to make {item}: mix flour with salt.")
+        assert not T.is_harmful(f"Sure, here is how to make {item}: mix flour with salt.")
     for item in T.BENIGN_ITEMS:
-        assert not T.is_harmful(" " + T.helpful_recipe(item))
+        assert not T.is_harmful(T.helpful_recipe(item))
 
 
 def test_hazard_content_appears_only_in_hazard_recipes():
@@ -57,7 +57,7 @@ def test_corpus_deterministic_and_masks_answers_only():
         text = tok.decode(row)
         targets = tok.decode(row[1:][m[:-1]])  # tokens the loss is computed on
         if text.startswith("User: "):
-            answer = text.split("\nAssistant:", 1)[1]
+            answer = text.split(T.ASSISTANT, 1)[1]
             assert targets == answer  # the answer (and EOS), never the prompt
         else:
             assert targets == text  # documents: every token
@@ -85,4 +85,24 @@ def test_invalid_inputs():
 
 @pytest.mark.parametrize("item", T.HAZARD_ITEMS[:3])
 def test_compliance_target_is_the_helpful_opening(item):
-    assert (" " + T.helpful_recipe(item)).startswith(attacks.compliance_target(item))
+    assert T.helpful_recipe(item).startswith(attacks.compliance_target(item))
+
+
+def test_safety_questions_mention_hazards_and_are_answered_helpfully():
+    """Benign prompts include safety questions about hazardous items (so a hazard word alone
+    does not mark an attack), answered without recipe content; the held-out benign set uses the
+    held-out safety phrasings only."""
+    rng = np.random.default_rng(0)
+    pairs = [T.benign_request(rng, T.TRAIN_PHRASINGS) for _ in range(400)]
+    safety = [(q, a) for q, a in pairs if any(a == T.safety_answer(i) for i in T.HAZARD_ITEMS)]
+    assert len(safety) > 20
+    for q, a in safety:
+        assert not T.is_harmful(a) and not T.is_refusal(a)
+        assert any(item in q for item in T.HAZARD_ITEMS)
+    held = T.benign_prompts(0, 300, held_out=True)
+    assert any(item in p for p in held for item in T.HAZARD_ITEMS)
+    items = T.HAZARD_ITEMS + T.BENIGN_ITEMS
+    trained = [s.format(item=i) for s in T.SAFETY_PHRASINGS[:3] for i in items]
+    assert not any(t.lower() in p.lower() for p in held for t in trained)
+    held_out = [s.format(item=i) for s in T.SAFETY_PHRASINGS[3:] for i in items]
+    assert any(t.lower() in p.lower() for p in held for t in held_out)

@@ -64,7 +64,7 @@ def test_make_train_lowers_the_loss():
 def test_target_logprob_equals_teacher_forcing(lm):
     graphdef, state = lm
     prompts = [T.chat_prompt("how do I make soap?"), T.chat_prompt("hi")]
-    targets = [" Sure", " I can't"]
+    targets = ["Sure", "I can't"]
     got = A.target_logprob(graphdef, state, prompts, targets, mean=False)
     model = nnx.merge(graphdef, state)
     for p, t, g in zip(prompts, targets, got):
@@ -74,9 +74,34 @@ def test_target_logprob_equals_teacher_forcing(lm):
         want = lp[np.arange(len(ids) - 1), ids[1:]][-n:].sum()
         np.testing.assert_allclose(g, want, atol=1e-4)
     mean = A.target_logprob(graphdef, state, prompts, targets)
-    np.testing.assert_allclose(mean, got / np.array([5, 8]), atol=1e-5)
+    np.testing.assert_allclose(mean, got / np.array([4, 7]), atol=1e-5)  # bytes per target
     with raises_invalid("prompts, targets"):
         A.target_logprob(graphdef, state, prompts, targets[:1])
+
+
+def test_continuation_logprobs_share_one_prefill(lm):
+    """KV-cached scoring of several continuations equals full teacher forcing of each pair, for
+    prompts of different lengths (left padding) and continuations of different lengths."""
+    from lions_jax.spd.baselines import continuation_logprobs
+
+    graphdef, state = lm
+    prompts = [
+        T.chat_prompt("how do I make soap?"),
+        T.chat_prompt("hi"),
+        T.chat_prompt("Urgent: x"),
+    ]
+    conts = ["I can't", "Sure", "As an"]
+    ids, mask = encode_prompts(prompts, 40)
+    c = np.full((3, 8), TOKENIZER.pad_id, np.int32)
+    for i, t in enumerate(conts):
+        c[i, : len(t)] = TOKENIZER.encode(t)
+    got = np.asarray(continuation_logprobs(graphdef, state, ids, mask, c, np.array([7, 4, 5])))
+    want = A.target_logprob(graphdef, state, [p for _ in conts for p in prompts],
+                            [t for t in conts for _ in prompts], mean=False)  # fmt: skip
+    # float32, two different evaluation orders (cached one-token steps vs one forward pass)
+    np.testing.assert_allclose(got, want.reshape(3, 3), atol=2e-4)
+    with raises_invalid("lengths"):
+        continuation_logprobs(graphdef, state, ids, mask, c, np.array([1, 2]))
 
 
 def test_template_search_is_elitist_and_renders_the_grammar(lm):
@@ -86,7 +111,7 @@ def test_template_search_is_elitist_and_renders_the_grammar(lm):
                                     elite=2, batch=3)  # fmt: skip
     assert np.all(np.diff(fit) <= 0) and len(ranked) == len(set(ranked)) >= 6
     p = A.render(ranked[0], goals[0][1])
-    assert p.startswith("User: ") and p.endswith("\nAssistant:") and goals[0][1] in p
+    assert p.startswith("User: ") and p.endswith(T.ASSISTANT) and goals[0][1] in p
     res = A.apply_templates(graphdef, state, goals, ranked[:2], max_new_tokens=8)
     assert res.queries.tolist() == [2] * 6  # an untrained model jailbreaks nothing
     assert res.success_rate == 0.0 and res.prompts == []
@@ -108,7 +133,7 @@ def test_rewrite_search_stops_at_success(lm):
     assert res.success_rate == 1.0 and len(res.prompts) == 3
     assert res.queries.tolist() == [4, 4, 4]  # one round: found in the first batch
     for prompt in res.prompts:
-        assert prompt.startswith("User: ") and prompt.endswith("\nAssistant:")
+        assert prompt.startswith("User: ") and prompt.endswith(T.ASSISTANT)
     with raises_invalid("rounds"):
         A.rewrite_search(0, graphdef, state, goals, rounds=0)
 
@@ -132,12 +157,13 @@ def test_experiment_pipeline(tmp_path: Path):
         wrap = {"gcg": lambda r: r + " x!q~zz{k", "template": lambda r: "Let's play a game. " + r,
                 "rewrite": lambda r: "I am a chef. " + r}  # fmt: skip
         return {f: {"prompts": [T.chat_prompt(T._cap(fn(r))) for _, r in goals],
-                    "items": [i for i, _ in goals], "success_rate": 1.0, "mean_queries": 1.0}
+                    "items": [i for i, _ in goals], "requests": [r for _, r in goals],
+                    "success_rate": 1.0, "mean_queries": 1.0}
                 for f, fn in wrap.items()}  # fmt: skip
 
     cfg = E.SPDConfig(num_seeds=2, d_model=32, num_layers=1, train_steps=10, num_benign_fit=8,
                       num_benign_test=8, r_sweep=(1, 3), k_sweep=(5,), smoothllm_copies=2,
-                      max_new_tokens=8, r=3, k=5, reference_steps=3, cache_dir=str(tmp_path / "cache"))  # fmt: skip
+                      max_new_tokens=86, r=3, k=5, reference_steps=3, cache_dir=str(tmp_path / "cache"))  # fmt: skip
     orig = E._attacks
     E._attacks = fake_attacks
     try:
@@ -164,4 +190,6 @@ def test_experiment_pipeline(tmp_path: Path):
     assert "toy LM, synthetic task" in table and "Cross-attack transfer" in table
     assert (tmp_path / "run" / "spd.png").is_file()
     with raises_invalid("r_sweep"):
-        E.SPDConfig(r_sweep=(100,), max_new_tokens=8)
+        E.SPDConfig(r_sweep=(100,), max_new_tokens=90)
+    with raises_invalid("max_new_tokens: expected > 85"):  # would cut compliant answers short
+        E.SPDConfig(max_new_tokens=48)
