@@ -23,6 +23,7 @@ SLOW_BENCHES = {
     "vrls_bench.py",
     "bandits_bench.py",
     "spd_bench.py",
+    "lume_bench.py",
 }
 REQUIRED = {
     "bench",

@@ -40,6 +40,7 @@ SLOW_NOTEBOOKS = {
     "scion.ipynb",
     "mpo.ipynb",
     "spd.ipynb",
+    "lume.ipynb",
 }
 
 

@@ -19,6 +19,7 @@ PUBLIC = [
     "lions_jax.bandits",
     "lions_jax.mpo",
     "lions_jax.spd",
+    "lions_jax.lume",
 ]
 
 

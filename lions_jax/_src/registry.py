@@ -43,6 +43,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = (
     "lions_jax.mpo.games_experiment",
     "lions_jax.mpo.lm_experiment",
     "lions_jax.spd.experiment",
+    "lions_jax.lume.experiment",
 )
 
 REQUIRED_PRESETS = ("quick", "paper")

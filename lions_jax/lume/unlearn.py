@@ -1,0 +1,228 @@
+"""The shared unlearning loop: ``make_unlearn(cfg, graphdef) -> unlearn(key, params, ref_params,
+arrays) -> (params, log)``.
+
+One compiled program runs ``epochs`` passes over the forget set (a fresh permutation per epoch,
+batches of ``batch_size``; each step also draws a uniform retain batch of the same size, used when the
+objective has a retain term) with AdamW at a constant learning rate, and evaluates the model with
+:func:`lions_jax.lume.model.evaluate` before unlearning and after every epoch. Everything is pure:
+``jax.vmap`` over keys and target parameters runs several seeds at once.
+
+The objectives are :mod:`lions_jax.lume.losses` on the model's per-token log-probs; the frozen
+target model ``ref_params`` supplies ``π_ref`` (NPO's ratio, KL's retain distribution). The
+algorithm and its hyperparameters may be traced (:class:`UnlearnHparams`): ``lax.switch`` runs only
+the chosen objective, so one compilation serves a whole algorithm × learning-rate grid.
+"""
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.typing import ArrayLike
+
+from lions_jax.lume import losses
+from lions_jax.lume.model import EvalArrays, EvalOutput, Sequences, evaluate
+from lions_jax.models.generation import token_logprobs
+
+__all__ = [
+    "UnlearnArrays",
+    "UnlearnConfig",
+    "UnlearnHparams",
+    "UnlearnLog",
+    "make_unlearn",
+    "steps_per_epoch",
+]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UnlearnConfig:
+    """Attributes:
+    algorithm: one of :data:`lions_jax.lume.losses.LOSSES`.
+    learning_rate: AdamW learning rate (constant).
+    epochs: passes over the forget set.
+    batch_size: forget (and retain) rows per step.
+    beta: NPO's inverse temperature (0.1 in the NPO paper and LUME).
+    lam: weight of the retain term (GD, KL, NPO+GD, SimNPO).
+    simnpo_beta, simnpo_gamma: SimNPO's β and margin γ.
+    weight_decay, max_grad_norm: AdamW decay and global-norm clipping.
+    """
+
+    algorithm: str = "npo_gd"
+    learning_rate: float = 1e-4
+    epochs: int = 5
+    batch_size: int = 16
+    beta: float = 0.1
+    lam: float = 1.0
+    simnpo_beta: float = 2.5
+    simnpo_gamma: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in losses.LOSSES:
+            raise ValueError(f"algorithm: expected one of {losses.LOSSES}, got {self.algorithm!r}")
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("learning_rate", "beta", "simnpo_beta", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
+        for name in ("lam", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+
+
+class UnlearnArrays(NamedTuple):
+    """Attributes:
+    forget, retain: the LUME rows as teacher-forced :class:`Sequences` (loss on outputs).
+    eval: what :func:`~lions_jax.lume.model.evaluate` reads.
+    """
+
+    forget: Sequences
+    retain: Sequences
+    eval: EvalArrays
+
+
+class UnlearnLog(NamedTuple):
+    """Attributes:
+    evals: :class:`EvalOutput` stacked over ``epochs + 1`` evaluations (index 0: before).
+    losses: (epochs, steps_per_epoch) objective value at each step.
+    update_norms: (epochs, steps_per_epoch) global norm of each parameter update.
+    """
+
+    evals: EvalOutput
+    losses: jax.Array
+    update_norms: jax.Array
+
+
+def steps_per_epoch(num_forget: int, batch_size: int) -> int:
+    """Steps of one pass over ``num_forget`` rows (the last batch wraps around)."""
+    return math.ceil(num_forget / batch_size)
+
+
+class UnlearnHparams(NamedTuple):
+    """The traced hyperparameters of :func:`make_unlearn`'s ``unlearn``: one compiled program
+    serves every algorithm and learning rate (``lax.switch`` runs only the chosen objective).
+
+    Attributes:
+      algorithm: int32 index into :data:`lions_jax.lume.losses.LOSSES`.
+      learning_rate, beta, lam, simnpo_beta, simnpo_gamma: as in :class:`UnlearnConfig`.
+    """
+
+    algorithm: jax.Array
+    learning_rate: jax.Array
+    beta: jax.Array
+    lam: jax.Array
+    simnpo_beta: jax.Array
+    simnpo_gamma: jax.Array
+
+    @classmethod
+    def from_config(cls, cfg: "UnlearnConfig") -> "UnlearnHparams":
+        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        return cls(
+            jnp.asarray(losses.LOSSES.index(cfg.algorithm), jnp.int32),
+            f(cfg.learning_rate),
+            f(cfg.beta),
+            f(cfg.lam),
+            f(cfg.simnpo_beta),
+            f(cfg.simnpo_gamma),
+        )
+
+
+def make_unlearn(
+    cfg: UnlearnConfig, graphdef: nnx.GraphDef, *, max_new_tokens: tuple[int, ...]
+) -> Any:
+    """``unlearn(key, params, ref_params, arrays, hparams=None) -> (params, UnlearnLog)`` (pure,
+    jittable).
+
+    Args:
+      cfg: the algorithm and optimiser; ``epochs`` and ``batch_size`` are static, the rest is
+        the default of ``hparams`` (:meth:`UnlearnHparams.from_config`), which may be passed
+        traced to reuse one compilation across algorithms and learning rates.
+      graphdef: of the :class:`~lions_jax.models.TransformerLM` being unlearned.
+      max_new_tokens: generation length of each prompt group of the evaluation (static).
+    """
+
+    def logits_of(p: Any, seqs: Sequences) -> jax.Array:
+        model = nnx.merge(graphdef, p)
+        return model(seqs.tokens[:, :-1], attention_mask=seqs.attention_mask[:, :-1])
+
+    def logp_of(logits: jax.Array, seqs: Sequences) -> jax.Array:
+        return token_logprobs(logits, seqs.tokens[:, 1:])
+
+    def objective(
+        p: Any, ref: Any, forget: Sequences, retain: Sequences, h: UnlearnHparams
+    ) -> jax.Array:
+        f_m, r_m = forget.loss_mask, retain.loss_mask
+        ref_logp = lambda seqs: jax.lax.stop_gradient(logp_of(logits_of(ref, seqs), seqs))  # noqa: E731
+        f_lp = lambda: logp_of(logits_of(p, forget), forget)  # noqa: E731
+        r_lp = lambda: logp_of(logits_of(p, retain), retain)  # noqa: E731
+
+        def kl() -> jax.Array:
+            r_logits = logits_of(p, retain)
+            r_ref = jax.lax.stop_gradient(logits_of(ref, retain))
+            return losses.kl_loss(f_lp(), f_m, r_ref, r_logits, r_m, h.lam)
+
+        branches = {
+            "ga": lambda: losses.ga_loss(f_lp(), f_m),
+            "gd": lambda: losses.gd_loss(f_lp(), f_m, r_lp(), r_m, h.lam),
+            "kl": kl,
+            "npo": lambda: losses.npo_loss(f_lp(), ref_logp(forget), f_m, h.beta),
+            "npo_gd": lambda: losses.npo_gd_loss(
+                f_lp(), ref_logp(forget), f_m, r_lp(), r_m, h.beta, h.lam
+            ),
+            "simnpo": lambda: losses.simnpo_loss(
+                f_lp(), f_m, r_lp(), r_m, h.simnpo_beta, h.simnpo_gamma, h.lam
+            ),
+        }
+        return jax.lax.switch(h.algorithm, [branches[name] for name in losses.LOSSES])
+
+    def unlearn(
+        key: ArrayLike,
+        params: Any,
+        ref_params: Any,
+        arrays: UnlearnArrays,
+        hparams: UnlearnHparams | None = None,
+    ) -> tuple[Any, UnlearnLog]:
+        h = UnlearnHparams.from_config(cfg) if hparams is None else hparams
+        opt = optax.chain(
+            optax.clip_by_global_norm(cfg.max_grad_norm),
+            optax.inject_hyperparams(optax.adamw)(
+                learning_rate=h.learning_rate, weight_decay=cfg.weight_decay
+            ),
+        )
+        n_forget = arrays.forget.tokens.shape[0]
+        n_retain = arrays.retain.tokens.shape[0]
+        steps = steps_per_epoch(n_forget, cfg.batch_size)
+
+        def eval_fn(p: Any) -> EvalOutput:
+            return evaluate(graphdef, p, arrays.eval, max_new_tokens=max_new_tokens)
+
+        def step(carry: Any, xs: tuple[jax.Array, jax.Array]) -> tuple[Any, Any]:
+            p, s = carry
+            f_idx, k = xs
+            r_idx = jax.random.randint(k, (cfg.batch_size,), 0, n_retain)
+            forget = jax.tree.map(lambda x: x[f_idx], arrays.forget)
+            retain = jax.tree.map(lambda x: x[r_idx], arrays.retain)
+            loss, g = jax.value_and_grad(objective)(p, ref_params, forget, retain, h)
+            upd, s = opt.update(g, s, p)
+            return (optax.apply_updates(p, upd), s), (loss, optax.tree.norm(upd))
+
+        def epoch(carry: Any, k: jax.Array) -> tuple[Any, Any]:
+            k_perm, k_ret = jax.random.split(k)
+            perm = jax.random.permutation(k_perm, n_forget)
+            idx = jnp.resize(perm, (steps * cfg.batch_size,)).reshape(steps, cfg.batch_size)
+            carry, (ls, norms) = jax.lax.scan(step, carry, (idx, jax.random.split(k_ret, steps)))
+            return carry, (ls, norms, eval_fn(carry[0]))
+
+        before = eval_fn(params)
+        keys = jax.random.split(jnp.asarray(key), cfg.epochs)
+        (params, _), (ls, norms, evals) = jax.lax.scan(epoch, (params, opt.init(params)), keys)
+        evals = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), before, evals)
+        return params, UnlearnLog(evals, ls, norms)
+
+    return unlearn
