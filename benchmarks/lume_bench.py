@@ -13,6 +13,10 @@ Rows (``case``):
 * ``epoch``: one epoch of NPO+GD as one compiled ``lax.scan`` (the library's loop) vs a Python
   loop over a jitted single step, what a user writing the TOFU-style outer loop gets
   (``speedup_vs_baseline`` = loop / scan).
+* ``grouping``: one NPO+GD epoch on LUME-like rows of two lengths (30 % at ``width``, 70 % at a
+  quarter of it, as sc and qa rows) with each length group at its own width
+  (:class:`~lions_jax.lume.unlearn.UnlearnArrays` groups) vs the same rows padded to one width
+  (``speedup_vs_baseline`` = padded / grouped).
 * ``scoring``: LUME's generation pass (:func:`lions_jax.lume.model.evaluate`'s greedy decoding:
   ``rows`` prompts of ``prompt`` tokens, ``new`` new tokens, KV cache, batched) in generations
   per second. Baseline: the organisers' evaluation script's pattern, one ``generate`` call per
@@ -120,7 +124,7 @@ def main() -> None:
     pmask = jnp.ones_like(prompts, bool)
     one_doc = jax.tree.map(lambda x: x[:1], forget)
     tiny_eval = EvalArrays((prompts[:1, :4],), (pmask[:1, :4],), one_doc, one_doc)
-    arrays = UnlearnArrays(forget, retain, tiny_eval)
+    arrays = UnlearnArrays((forget,), (retain,), tiny_eval)
     shapes = {"d_model": s["d"], "layers": s["layers"], "vocab": s["vocab"], "params": n_params,
               "batch": b, "width": s["width"]}  # fmt: skip
 
@@ -146,6 +150,7 @@ def main() -> None:
         })  # fmt: skip
 
     # ---- epoch: compiled scan vs a Python loop of a jitted step (NPO+GD)
+    h = hp["npo_gd"]
     epoch_ms = ms["npo_gd"] * steps
     opt = optax.adamw(1e-4, weight_decay=0.0)
 
@@ -177,6 +182,32 @@ def main() -> None:
         "median_ms": epoch_ms, "compile_s": compile_s, **mem,
         "baseline": "Python loop of a jitted step", "baseline_median_ms": loop_ms,
         "speedup_vs_baseline": loop_ms / epoch_ms,
+    })  # fmt: skip
+
+    # ---- grouping: LUME-like rows of two lengths (30 % sc-like at `width`, 70 % qa-like at a
+    # quarter of it), one NPO+GD epoch with each length group at its own width vs one padded width
+    n_long = round(0.3 * b * steps)
+    long_ = synthetic_rows(rng, n_long, s["width"], s["vocab"])
+    short = synthetic_rows(rng, b * steps - n_long, s["width"] // 4, s["vocab"])
+
+    def widen(x: Sequences) -> Sequences:
+        extra = s["width"] - x.tokens.shape[1]
+        return Sequences(*(jnp.pad(a, ((0, 0), (0, extra))) for a in x))
+
+    one_width = Sequences(*(jnp.concatenate(xs) for xs in zip(long_, widen(short))))
+    grouped = UnlearnArrays((long_, short), (long_, short), tiny_eval)
+    padded = UnlearnArrays((one_width,), (one_width,), tiny_eval)
+    gr_c, gr_compile, gr_mem = _common.compile_fn(epoch_only, params, grouped, h)
+    pa_c, _, _ = _common.compile_fn(epoch_only, params, padded, h)
+    gr_ms = _common.time_compiled(gr_c, params, grouped, h, iters=args.iters)
+    pa_ms = _common.time_compiled(pa_c, params, padded, h, iters=args.iters)
+    _common.emit(args, BENCH, {
+        "case": "grouping", "objective": "npo_gd", "dtype": dtype,
+        "shapes": {**shapes, "steps": steps, "rows": [n_long, b * steps - n_long],
+                   "widths": [s["width"], s["width"] // 4]},
+        "median_ms": gr_ms, "compile_s": gr_compile, **gr_mem,
+        "baseline": "all rows padded to one width", "baseline_median_ms": pa_ms,
+        "speedup_vs_baseline": pa_ms / gr_ms,
     })  # fmt: skip
 
     # ---- scoring: batched greedy generation vs one row at a time

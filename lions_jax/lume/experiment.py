@@ -219,8 +219,11 @@ def prepare(cfg: LumeConfig) -> Prepared:
     tok = LumeTokenizer.train(texts, cfg.vocab_size)
 
     forget_rows, retain_rows = data.forget_rows, data.retain_rows
-    forget, _, _ = encode_rows(tok, forget_rows)
-    retain, _, _ = encode_rows(tok, retain_rows)
+    # rows in two length groups (sc ~5x longer than qa), each at its own width
+    forget, retain = (
+        tuple(encode_rows(tok, [r for r in rows if r.kind == k])[0] for k in ("sc", "qa"))
+        for rows in (forget_rows, retain_rows)
+    )
     all_rows = forget_rows + retain_rows
     groups = [tuple(r for r in all_rows if r.kind == k) for k in ("sc", "qa")]
     prompts, masks, max_new = [], [], []

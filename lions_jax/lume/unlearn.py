@@ -2,8 +2,8 @@
 arrays) -> (params, log)``.
 
 One compiled program runs ``epochs`` passes over the forget set (a fresh permutation per epoch,
-batches of ``batch_size``; each step also draws a uniform retain batch of the same size, used when the
-objective has a retain term) with AdamW at a constant learning rate, and evaluates the model with
+batches of ``batch_size``; each step also draws a uniform retain batch of the same size, used when
+the objective has a retain term) with AdamW at a constant learning rate, and evaluates the model with
 :func:`lions_jax.lume.model.evaluate` before unlearning and after every epoch. Everything is pure:
 ``jax.vmap`` over keys and target parameters runs several seeds at once.
 
@@ -32,6 +32,7 @@ __all__ = [
     "UnlearnConfig",
     "UnlearnHparams",
     "UnlearnLog",
+    "group_batch_sizes",
     "make_unlearn",
     "steps_per_epoch",
 ]
@@ -78,12 +79,15 @@ class UnlearnConfig:
 
 class UnlearnArrays(NamedTuple):
     """Attributes:
-    forget, retain: the LUME rows as teacher-forced :class:`Sequences` (loss on outputs).
+    forget, retain: the LUME rows as teacher-forced :class:`Sequences` (loss on outputs), in
+      groups of similar length, each padded to its own width (LUME's sc rows are ~5x longer
+      than its qa rows: one shared width would spend most of every step on padding). Every
+      batch takes each group's share of ``batch_size`` rows (:func:`group_batch_sizes`).
     eval: what :func:`~lions_jax.lume.model.evaluate` reads.
     """
 
-    forget: Sequences
-    retain: Sequences
+    forget: tuple[Sequences, ...]
+    retain: tuple[Sequences, ...]
     eval: EvalArrays
 
 
@@ -102,6 +106,37 @@ class UnlearnLog(NamedTuple):
 def steps_per_epoch(num_forget: int, batch_size: int) -> int:
     """Steps of one pass over ``num_forget`` rows (the last batch wraps around)."""
     return math.ceil(num_forget / batch_size)
+
+
+def group_batch_sizes(counts: tuple[int, ...], batch_size: int) -> tuple[int, ...]:
+    """Each group's rows per batch: proportional to ``counts`` (largest remainders), at least one
+    per non-empty group, summing to ``max(batch_size, number of non-empty groups)``.
+
+    >>> group_batch_sizes((24, 56), 16)
+    (5, 11)
+    """
+    if not counts or any(c < 0 for c in counts) or sum(counts) == 0:
+        raise ValueError(f"counts: expected non-negative row counts, not all 0, got {counts}")
+    total, live = sum(counts), [c > 0 for c in counts]
+    size = max(batch_size, sum(live))
+    exact = [size * c / total for c in counts]
+    sizes = [max(int(e), 1) if ok else 0 for e, ok in zip(exact, live)]
+    order = sorted(range(len(counts)), key=lambda i: exact[i] - int(exact[i]), reverse=True)
+    i = 0
+    while sum(sizes) < size:
+        if live[order[i % len(order)]]:
+            sizes[order[i % len(order)]] += 1
+        i += 1
+    while sum(sizes) > size:  # a group forced up to one row: take it back from the largest
+        sizes[max(range(len(sizes)), key=sizes.__getitem__)] -= 1
+    return tuple(sizes)
+
+
+def _cat_rows(parts: list[jax.Array]) -> jax.Array:
+    """Concatenates per-group (rows, T_g, ...) arrays along rows, zero-padding T to the widest."""
+    width = max(x.shape[1] for x in parts)
+    pad = lambda x: jnp.pad(x, [(0, 0), (0, width - x.shape[1])] + [(0, 0)] * (x.ndim - 2))  # noqa: E731
+    return jnp.concatenate([pad(x) for x in parts], axis=0)
 
 
 class UnlearnHparams(NamedTuple):
@@ -155,28 +190,35 @@ def make_unlearn(
         return token_logprobs(logits, seqs.tokens[:, 1:])
 
     def objective(
-        p: Any, ref: Any, forget: Sequences, retain: Sequences, h: UnlearnHparams
+        p: Any,
+        ref: Any,
+        forget: tuple[Sequences, ...],
+        retain: tuple[Sequences, ...],
+        h: UnlearnHparams,
     ) -> jax.Array:
-        f_m, r_m = forget.loss_mask, retain.loss_mask
-        ref_logp = lambda seqs: jax.lax.stop_gradient(logp_of(logits_of(ref, seqs), seqs))  # noqa: E731
-        f_lp = lambda: logp_of(logits_of(p, forget), forget)  # noqa: E731
-        r_lp = lambda: logp_of(logits_of(p, retain), retain)  # noqa: E731
+        # each group runs at its own width; the per-token arrays are then padded and stacked
+        def logp(params: Any, groups: tuple[Sequences, ...]) -> jax.Array:
+            return _cat_rows([logp_of(logits_of(params, g), g) for g in groups])
+
+        f_m = _cat_rows([g.loss_mask for g in forget])
+        r_m = _cat_rows([g.loss_mask for g in retain])
+        ref_logp = lambda groups: jax.lax.stop_gradient(logp(ref, groups))  # noqa: E731
 
         def kl() -> jax.Array:
-            r_logits = logits_of(p, retain)
-            r_ref = jax.lax.stop_gradient(logits_of(ref, retain))
-            return losses.kl_loss(f_lp(), f_m, r_ref, r_logits, r_m, h.lam)
+            r_logits = _cat_rows([logits_of(p, g) for g in retain])
+            r_ref = jax.lax.stop_gradient(_cat_rows([logits_of(ref, g) for g in retain]))
+            return losses.kl_loss(logp(p, forget), f_m, r_ref, r_logits, r_m, h.lam)
 
         branches = {
-            "ga": lambda: losses.ga_loss(f_lp(), f_m),
-            "gd": lambda: losses.gd_loss(f_lp(), f_m, r_lp(), r_m, h.lam),
+            "ga": lambda: losses.ga_loss(logp(p, forget), f_m),
+            "gd": lambda: losses.gd_loss(logp(p, forget), f_m, logp(p, retain), r_m, h.lam),
             "kl": kl,
-            "npo": lambda: losses.npo_loss(f_lp(), ref_logp(forget), f_m, h.beta),
+            "npo": lambda: losses.npo_loss(logp(p, forget), ref_logp(forget), f_m, h.beta),
             "npo_gd": lambda: losses.npo_gd_loss(
-                f_lp(), ref_logp(forget), f_m, r_lp(), r_m, h.beta, h.lam
+                logp(p, forget), ref_logp(forget), f_m, logp(p, retain), r_m, h.beta, h.lam
             ),
             "simnpo": lambda: losses.simnpo_loss(
-                f_lp(), f_m, r_lp(), r_m, h.simnpo_beta, h.simnpo_gamma, h.lam
+                logp(p, forget), f_m, logp(p, retain), r_m, h.simnpo_beta, h.simnpo_gamma, h.lam
             ),
         }
         return jax.lax.switch(h.algorithm, [branches[name] for name in losses.LOSSES])
@@ -195,28 +237,40 @@ def make_unlearn(
                 learning_rate=h.learning_rate, weight_decay=cfg.weight_decay
             ),
         )
-        n_forget = arrays.forget.tokens.shape[0]
-        n_retain = arrays.retain.tokens.shape[0]
-        steps = steps_per_epoch(n_forget, cfg.batch_size)
+        n_f = tuple(g.tokens.shape[0] for g in arrays.forget)
+        n_r = tuple(g.tokens.shape[0] for g in arrays.retain)
+        if not n_f or not n_r or 0 in n_f + n_r:
+            raise ValueError(
+                f"arrays: expected non-empty forget and retain row groups, got {n_f} and {n_r}"
+            )
+        b_f = group_batch_sizes(n_f, cfg.batch_size)
+        b_r = group_batch_sizes(n_r, cfg.batch_size)
+        steps = steps_per_epoch(sum(n_f), cfg.batch_size)
 
         def eval_fn(p: Any) -> EvalOutput:
             return evaluate(graphdef, p, arrays.eval, max_new_tokens=max_new_tokens)
 
-        def step(carry: Any, xs: tuple[jax.Array, jax.Array]) -> tuple[Any, Any]:
+        def take(groups: tuple[Sequences, ...], idx: tuple[jax.Array, ...]) -> Any:
+            return tuple(jax.tree.map(lambda x, i=i: x[i], g) for g, i in zip(groups, idx))
+
+        def step(carry: Any, xs: Any) -> tuple[Any, Any]:
             p, s = carry
             f_idx, k = xs
-            r_idx = jax.random.randint(k, (cfg.batch_size,), 0, n_retain)
-            forget = jax.tree.map(lambda x: x[f_idx], arrays.forget)
-            retain = jax.tree.map(lambda x: x[r_idx], arrays.retain)
+            ks = jax.random.split(k, len(n_r))
+            r_idx = tuple(jax.random.randint(kk, (b,), 0, n) for kk, b, n in zip(ks, b_r, n_r))
+            forget, retain = take(arrays.forget, f_idx), take(arrays.retain, r_idx)
             loss, g = jax.value_and_grad(objective)(p, ref_params, forget, retain, h)
             upd, s = opt.update(g, s, p)
             return (optax.apply_updates(p, upd), s), (loss, optax.tree.norm(upd))
 
         def epoch(carry: Any, k: jax.Array) -> tuple[Any, Any]:
             k_perm, k_ret = jax.random.split(k)
-            perm = jax.random.permutation(k_perm, n_forget)
-            idx = jnp.resize(perm, (steps * cfg.batch_size,)).reshape(steps, cfg.batch_size)
-            carry, (ls, norms) = jax.lax.scan(step, carry, (idx, jax.random.split(k_ret, steps)))
+            # each group is permuted and cycled to fill its share of every batch
+            f_idx = tuple(
+                jnp.resize(jax.random.permutation(kk, n), (steps * b,)).reshape(steps, b)
+                for kk, n, b in zip(jax.random.split(k_perm, len(n_f)), n_f, b_f)
+            )
+            carry, (ls, norms) = jax.lax.scan(step, carry, (f_idx, jax.random.split(k_ret, steps)))
             return carry, (ls, norms, eval_fn(carry[0]))
 
         before = eval_fn(params)

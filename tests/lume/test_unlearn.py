@@ -7,12 +7,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lions_jax._src.testing import raises_invalid
 from lions_jax.lume import experiment as E
 from lions_jax.lume.losses import LOSSES
 from lions_jax.lume.model import evaluate, make_train_target
-from lions_jax.lume.unlearn import UnlearnConfig, UnlearnHparams, make_unlearn, steps_per_epoch
+from lions_jax.lume.unlearn import (
+    UnlearnArrays,
+    UnlearnConfig,
+    UnlearnHparams,
+    group_batch_sizes,
+    make_unlearn,
+    steps_per_epoch,
+)
 
 TINY = E.LumeConfig(
     num_seeds=1,
@@ -60,7 +69,7 @@ def test_every_step_changes_the_weights(setup, runs, alg):
     """Guards against open-unlearning#161 (an evaluation of unchanged weights)."""
     prep, _, params = setup
     new, log = runs[alg]
-    steps = steps_per_epoch(prep.unlearn.forget.tokens.shape[0], 4)
+    steps = steps_per_epoch(sum(g.tokens.shape[0] for g in prep.unlearn.forget), 4)
     assert log.losses.shape == (2, steps) and log.update_norms.shape == (2, steps)
     assert np.all(np.asarray(log.update_norms) > 0)
     delta = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), new, params)
@@ -127,3 +136,27 @@ def test_config_validation():
         UnlearnConfig(lam=-1.0)
     with raises_invalid("algorithms"):
         dataclasses.replace(TINY, algorithms=("ga", "nope"))
+
+
+@given(counts=st.lists(st.integers(0, 200), min_size=1, max_size=4), batch=st.integers(1, 64))
+def test_group_batch_sizes(counts, batch):
+    if sum(counts) == 0:
+        with raises_invalid("counts"):
+            group_batch_sizes(tuple(counts), batch)
+        return
+    sizes = group_batch_sizes(tuple(counts), batch)
+    live = sum(c > 0 for c in counts)
+    assert sum(sizes) == max(batch, live)
+    assert all((s >= 1) == (c > 0) for s, c in zip(sizes, counts))
+    if batch * min(c for c in counts if c) >= sum(counts):  # no group forced up to one row
+        total = sum(counts)
+        assert all(abs(s - batch * c / total) < 1 for s, c in zip(sizes, counts))
+
+
+def test_empty_group_is_rejected(setup):
+    prep, graphdef, params = setup
+    empty = jax.tree.map(lambda x: x[:0], prep.unlearn.retain[1])
+    arrays = UnlearnArrays(prep.unlearn.forget, (prep.unlearn.retain[0], empty), prep.unlearn.eval)
+    unlearn = make_unlearn(UnlearnConfig(), graphdef, max_new_tokens=prep.max_new_tokens)
+    with raises_invalid("arrays"):
+        unlearn(jax.random.key(0), params, params, arrays)
