@@ -12,10 +12,11 @@ Vinzamuri, Cevher, Hong, Gupta, arXiv 2502.15097), in JAX.
 * :mod:`~lions_jax.lume.model` — the toy target LM: BPE tokenizer, encodings, memorisation
   training and the evaluation pass;
 * :mod:`~lions_jax.lume.unlearn` — ``make_unlearn(cfg, graphdef) -> unlearn(key, params,
-  ref_params, arrays)``, the shared loop with per-epoch evaluation.
+  ref_params, arrays)``, the shared loop with per-epoch evaluation, full-parameter or through
+  LoRA adapters (:mod:`~lions_jax.lume.lora`).
 """
 
-from lions_jax.lume import data, losses, metrics, model, schema, unlearn
+from lions_jax.lume import data, lora, losses, metrics, model, schema, unlearn
 from lions_jax.lume.data import (
     Document,
     LumeData,
@@ -79,6 +80,7 @@ __all__ = [
     "harmonic_mean",
     "kl_loss",
     "load_jsonl",
+    "lora",
     "loss_statistic",
     "losses",
     "make_lume_data",

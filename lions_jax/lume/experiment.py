@@ -1,5 +1,5 @@
-"""Experiment ``lume``: GA, GD, KL, NPO, NPO+GD and SimNPO+retain on a toy LM that memorised
-LUME-style data, scored exactly as SemEval-2025 Task 4 scores submissions.
+"""Experiment ``lume``: GA, GD, KL, NPO, NPO+GD, SimNPO+retain and GD with LoRA adapters on a
+toy LM that memorised LUME-style data, scored exactly as SemEval-2025 Task 4 scores submissions.
 
 Pipeline (offline, CPU-sized; every size is a config field):
 
@@ -12,8 +12,9 @@ Pipeline (offline, CPU-sized; every size is a config field):
    reference** trained the same way without any forget document (the gold standard of exact
    unlearning, which LUME lacks and TOFU has). Both are cached.
 4. Every algorithm runs ``epochs`` passes over the forget rows from each seed's target
-   (``jax.vmap`` over seeds, one compiled program per algorithm and learning rate) and is
-   evaluated before unlearning and after every epoch.
+   (``jax.vmap`` over seeds; one compiled program for all full-parameter runs and one for the
+   LoRA runs, the algorithm and learning rate being traced) and is evaluated before unlearning
+   and after every epoch.
 5. Scoring (:func:`lions_jax.lume.model.score`): ROUGE-L recall / exact match per task and
    split, TaskAgg (harmonic mean of 12 with forget inverted), MIA score 1 − 2|AUC − 0.5| of the
    loss attack on forget documents vs non-members (zlib, Min-K% and Min-K%++ AUCs reported
@@ -86,6 +87,9 @@ class LumeConfig:
       learning_rates: each algorithm runs at each (the spec's grid is 1e-5, 5e-6, 1e-6 for
         7B models; a toy model needs larger steps).
       epochs, batch_size, beta, lam: unlearning schedule, NPO's β, retain weight λ.
+      lora_algorithms, lora_rank, lora_learning_rate: also run these objectives with LoRA
+        adapters of rank ``lora_rank`` (the leading SemEval teams' parameter-efficient updates;
+        LoRA needs a larger step).
       cache_dir: cache root ("" = ``$LIONS_JAX_DATA/lume`` or ``~/.cache/lions_jax/lume``).
     """
 
@@ -107,6 +111,9 @@ class LumeConfig:
     batch_size: int = 16
     beta: float = 0.1
     lam: float = 1.0
+    lora_algorithms: tuple[str, ...] = ("gd",)
+    lora_rank: int = 8
+    lora_learning_rate: float = 3e-3
     cache_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -117,6 +124,12 @@ class LumeConfig:
         unknown = [a for a in self.algorithms if a not in losses.LOSSES]
         if not self.algorithms or unknown:
             raise ValueError(f"algorithms: expected a non-empty subset of {losses.LOSSES}")
+        if any(a not in losses.LOSSES for a in self.lora_algorithms):
+            raise ValueError(f"lora_algorithms: expected a subset of {losses.LOSSES}")
+        if not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+            raise ValueError(f"lora_rank: expected a positive int, got {self.lora_rank!r}")
+        if not self.lora_learning_rate > 0:
+            raise ValueError(f"lora_learning_rate: expected > 0, got {self.lora_learning_rate}")
         if not self.learning_rates or any(not lr > 0 for lr in self.learning_rates):
             raise ValueError(f"learning_rates: expected positive values, got {self.learning_rates}")
         self.target_config()  # validates the model fields
@@ -133,7 +146,7 @@ class LumeConfig:
             learning_rate=self.train_lr,
         )
 
-    def unlearn_config(self, algorithm: str, lr: float) -> UnlearnConfig:
+    def unlearn_config(self, algorithm: str, lr: float, lora_rank: int = 0) -> UnlearnConfig:
         return UnlearnConfig(
             algorithm=algorithm,
             learning_rate=lr,
@@ -141,7 +154,27 @@ class LumeConfig:
             batch_size=self.batch_size,
             beta=self.beta,
             lam=self.lam,
+            lora_rank=lora_rank,
         )
+
+    def runs(self) -> list[tuple[str, str, float, int]]:
+        """``(name, algorithm, learning rate, LoRA rank)`` of every unlearning run."""
+        many = len(self.learning_rates) > 1
+        out = [
+            (ALGORITHM_NAMES[a] + (f" (lr {lr:g})" if many else ""), a, lr, 0)
+            for a in self.algorithms
+            for lr in self.learning_rates
+        ]
+        out += [
+            (
+                f"{ALGORITHM_NAMES[a]} (LoRA r {self.lora_rank})",
+                a,
+                self.lora_learning_rate,
+                self.lora_rank,
+            )
+            for a in self.lora_algorithms
+        ]
+        return out
 
     def cache_root(self) -> Path:
         if self.cache_dir:
@@ -373,40 +406,38 @@ def run(cfg: LumeConfig, out_dir: Path, *, progress: bool = True) -> dict[str, A
             {"method": "retain-only reference", "lr": 0.0, "seed": s, "epoch": 0, **_flat(sc)}
         )
 
-    # one compiled program for every (algorithm, learning rate): they are traced hyperparameters
-    unlearn = make_unlearn(
-        cfg.unlearn_config(cfg.algorithms[0], cfg.learning_rates[0]),
-        graphdef,
-        max_new_tokens=prep.max_new_tokens,
-    )
-    unlearn_seeds = jax.jit(jax.vmap(unlearn, in_axes=(0, 0, 0, None, None)))
+    # one compiled program per LoRA rank for every (algorithm, learning rate): they are traced
     keys = jnp.stack([jax.random.key(1000 + s) for s in seeds])
-    for alg in cfg.algorithms:
-        for lr in cfg.learning_rates:
-            t1 = time.perf_counter()
-            hparams = UnlearnHparams.from_config(cfg.unlearn_config(alg, lr))
-            _, log = unlearn_seeds(keys, targets, targets, prep.unlearn, hparams)
-            norms = np.asarray(log.update_norms)
-            t2 = time.perf_counter()
-            for i, s in enumerate(seeds):
-                per_epoch = _score_all(prep, jax.tree.map(lambda x, i=i: x[i], log.evals))
-                for e, sc in enumerate(per_epoch):
-                    records.append(
-                        {
-                            "method": ALGORITHM_NAMES[alg],
-                            "lr": lr,
-                            "seed": s,
-                            "epoch": e,
-                            "min_update_norm": float(norms[i, : max(e, 1)].min()),
-                            **_flat(sc),
-                        }
-                    )
-            if progress:
-                print(
-                    f"lume: {ALGORITHM_NAMES[alg]} lr={lr:g}: unlearning {t2 - t1:.0f}s, "
-                    f"scoring {time.perf_counter() - t2:.0f}s",
-                    flush=True,
+    programs: dict[int, Any] = {}
+    for name, alg, lr, rank in cfg.runs():
+        t1 = time.perf_counter()
+        ucfg = cfg.unlearn_config(alg, lr, rank)
+        if rank not in programs:
+            unlearn = make_unlearn(ucfg, graphdef, max_new_tokens=prep.max_new_tokens)
+            programs[rank] = jax.jit(jax.vmap(unlearn, in_axes=(0, 0, 0, None, None)))
+        hparams = UnlearnHparams.from_config(ucfg)
+        _, log = programs[rank](keys, targets, targets, prep.unlearn, hparams)
+        norms = np.asarray(log.update_norms)
+        t2 = time.perf_counter()
+        for i, s in enumerate(seeds):
+            per_epoch = _score_all(prep, jax.tree.map(lambda x, i=i: x[i], log.evals))
+            for e, sc in enumerate(per_epoch):
+                records.append(
+                    {
+                        "method": name,
+                        "lr": lr,
+                        "seed": s,
+                        "epoch": e,
+                        "min_update_norm": float(norms[i, : max(e, 1)].min()),
+                        **_flat(sc),
+                    }
                 )
+        if progress:
+            print(
+                f"lume: {name} lr={lr:g}: unlearning {t2 - t1:.0f}s, "
+                f"scoring {time.perf_counter() - t2:.0f}s",
+                flush=True,
+            )
     text, summary = _report(cfg, records)
     _plot(cfg, out_dir, records)
     return results.write_outputs(
@@ -434,27 +465,16 @@ _CELLS = [
 
 
 def _report(cfg: LumeConfig, records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    def group(method: str, lr: float, epoch: int) -> list[dict[str, Any]]:
-        return [
-            r for r in records if r["method"] == method and r["lr"] == lr and r["epoch"] == epoch
-        ]
+    def group(method: str, epoch: int) -> list[dict[str, Any]]:
+        return [r for r in records if r["method"] == method and r["epoch"] == epoch]
 
-    target = [
-        r
-        for r in records
-        if r["method"] == ALGORITHM_NAMES[cfg.algorithms[0]]
-        and r["lr"] == cfg.learning_rates[0]
-        and r["epoch"] == 0
-    ]
+    target = group(cfg.runs()[0][0], 0)  # every run's epoch 0 is the target itself
     threshold = 0.75 * float(np.mean([r["utility"] for r in target]))
     entries = [
         ("target (before unlearning)", target),
-        ("retain-only reference", group("retain-only reference", 0.0, 0)),
+        ("retain-only reference", group("retain-only reference", 0)),
     ]
-    for alg in cfg.algorithms:
-        for lr in cfg.learning_rates:
-            name = ALGORITHM_NAMES[alg] + (f" (lr {lr:g})" if len(cfg.learning_rates) > 1 else "")
-            entries.append((name, group(ALGORITHM_NAMES[alg], lr, cfg.epochs)))
+    entries += [(name, group(name, cfg.epochs)) for name, *_ in cfg.runs()]
 
     head = [
         "method",
@@ -537,36 +557,23 @@ def _plot(cfg: LumeConfig, out_dir: Path, records: list[dict[str, Any]]) -> None
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     epochs = np.arange(cfg.epochs + 1)
-    for alg in cfg.algorithms:
-        for lr in cfg.learning_rates:
-            name = ALGORITHM_NAMES[alg] + (f" lr {lr:g}" if len(cfg.learning_rates) > 1 else "")
+    for name, *_ in cfg.runs():
 
-            def curve(fn: Any, alg: str = alg, lr: float = lr) -> np.ndarray:
-                return np.array(
-                    [
-                        np.mean(
-                            [
-                                fn(r)
-                                for r in records
-                                if r["method"] == ALGORITHM_NAMES[alg]
-                                and r["lr"] == lr
-                                and r["epoch"] == e
-                            ]
-                        )
-                        for e in epochs
-                    ]
-                )
+        def curve(fn: Any, name: str = name) -> np.ndarray:
+            return np.array(
+                [
+                    np.mean([fn(r) for r in records if r["method"] == name and r["epoch"] == e])
+                    for e in epochs
+                ]
+            )
 
-            forget = curve(lambda r: np.mean([r[f"forget/{t}/{m}"] for _, t, m in _CELLS[:6]]))
-            retain = curve(lambda r: np.mean([r[f"retain/{t}/{m}"] for _, t, m in _CELLS[6:]]))
-            (line,) = axes[0].plot(forget, retain, "o-", label=name)
-            axes[0].annotate("0", (forget[0], retain[0]), fontsize=7)
-            axes[1].plot(
-                epochs, curve(lambda r: r["utility"]), "o-", color=line.get_color(), label=name
-            )
-            axes[2].plot(
-                epochs, curve(lambda r: r["mia_auc_loss"]), "o-", color=line.get_color(), label=name
-            )
+        forget = curve(lambda r: np.mean([r[f"forget/{t}/{m}"] for _, t, m in _CELLS[:6]]))
+        retain = curve(lambda r: np.mean([r[f"retain/{t}/{m}"] for _, t, m in _CELLS[6:]]))
+        (line,) = axes[0].plot(forget, retain, "o-", label=name)
+        axes[0].annotate("0", (forget[0], retain[0]), fontsize=7)
+        color = line.get_color()
+        axes[1].plot(epochs, curve(lambda r: r["utility"]), "o-", color=color, label=name)
+        axes[2].plot(epochs, curve(lambda r: r["mia_auc_loss"]), "o-", color=color, label=name)
     ref = [r for r in records if r["method"] == "retain-only reference"]
     rf = np.mean([np.mean([r[f"forget/{t}/{m}"] for _, t, m in _CELLS[:6]]) for r in ref])
     rr = np.mean([np.mean([r[f"retain/{t}/{m}"] for _, t, m in _CELLS[6:]]) for r in ref])
@@ -590,7 +597,7 @@ registry.register(
     registry.Experiment(
         name="lume",
         description=(
-            "GA, GD, KL, NPO, NPO+GD and SimNPO unlearning of a toy LM that memorised LUME-style "
+            "GA, GD, KL, NPO, NPO+GD, SimNPO and LoRA-GD unlearning of a toy LM that memorised LUME-style "
             "stories and biographies, scored with the official SemEval-2025 Task 4 metrics."
         ),
         config_type=LumeConfig,

@@ -24,6 +24,7 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from lions_jax.lume import losses
+from lions_jax.lume.lora import lora_init, lora_merge
 from lions_jax.lume.model import EvalArrays, EvalOutput, Sequences, evaluate
 from lions_jax.models.generation import token_logprobs
 
@@ -49,6 +50,10 @@ class UnlearnConfig:
     lam: weight of the retain term (GD, KL, NPO+GD, SimNPO).
     simnpo_beta, simnpo_gamma: SimNPO's β and margin γ.
     weight_decay, max_grad_norm: AdamW decay and global-norm clipping.
+    lora_rank: 0 updates every parameter; r > 0 trains LoRA adapters of rank r on every
+      attention / MLP kernel instead (:mod:`lions_jax.lume.lora`, the parameter-efficient
+      updates of the leading SemEval-2025 Task 4 teams); the embeddings and norms stay frozen.
+    lora_alpha: LoRA's scale is ``lora_alpha / lora_rank``.
     """
 
     algorithm: str = "npo_gd"
@@ -61,8 +66,17 @@ class UnlearnConfig:
     simnpo_gamma: float = 0.0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.lora_rank, int) or isinstance(self.lora_rank, bool):
+            raise ValueError(f"lora_rank: expected an int >= 0, got {self.lora_rank!r}")
+        if self.lora_rank < 0 or not self.lora_alpha > 0:
+            raise ValueError(
+                f"lora_rank, lora_alpha: expected >= 0 and > 0, got {self.lora_rank}, "
+                f"{self.lora_alpha}"
+            )
         if self.algorithm not in losses.LOSSES:
             raise ValueError(f"algorithm: expected one of {losses.LOSSES}, got {self.algorithm!r}")
         for name in ("epochs", "batch_size"):
@@ -95,7 +109,8 @@ class UnlearnLog(NamedTuple):
     """Attributes:
     evals: :class:`EvalOutput` stacked over ``epochs + 1`` evaluations (index 0: before).
     losses: (epochs, steps_per_epoch) objective value at each step.
-    update_norms: (epochs, steps_per_epoch) global norm of each parameter update.
+    update_norms: (epochs, steps_per_epoch) global norm of each update of the trained
+      parameters (the LoRA adapters when ``lora_rank > 0``).
     """
 
     evals: EvalOutput
@@ -237,6 +252,21 @@ def make_unlearn(
                 learning_rate=h.learning_rate, weight_decay=cfg.weight_decay
             ),
         )
+        key = jnp.asarray(key)
+        if cfg.lora_rank:
+            # train adapters; the model is always the target plus their low-rank product
+            key, k_lora = jax.random.split(key)
+            trainable = lora_init(k_lora, params, cfg.lora_rank)
+            target = params
+
+            def to_model(t: Any) -> Any:
+                return lora_merge(target, t, cfg.lora_alpha / cfg.lora_rank)
+        else:
+            trainable = params
+
+            def to_model(t: Any) -> Any:
+                return t
+
         n_f = tuple(g.tokens.shape[0] for g in arrays.forget)
         n_r = tuple(g.tokens.shape[0] for g in arrays.retain)
         if not n_f or not n_r or 0 in n_f + n_r:
@@ -259,7 +289,9 @@ def make_unlearn(
             ks = jax.random.split(k, len(n_r))
             r_idx = tuple(jax.random.randint(kk, (b,), 0, n) for kk, b, n in zip(ks, b_r, n_r))
             forget, retain = take(arrays.forget, f_idx), take(arrays.retain, r_idx)
-            loss, g = jax.value_and_grad(objective)(p, ref_params, forget, retain, h)
+            loss, g = jax.value_and_grad(
+                lambda t: objective(to_model(t), ref_params, forget, retain, h)
+            )(p)
             upd, s = opt.update(g, s, p)
             return (optax.apply_updates(p, upd), s), (loss, optax.tree.norm(upd))
 
@@ -271,12 +303,13 @@ def make_unlearn(
                 for kk, n, b in zip(jax.random.split(k_perm, len(n_f)), n_f, b_f)
             )
             carry, (ls, norms) = jax.lax.scan(step, carry, (f_idx, jax.random.split(k_ret, steps)))
-            return carry, (ls, norms, eval_fn(carry[0]))
+            return carry, (ls, norms, eval_fn(to_model(carry[0])))
 
         before = eval_fn(params)
-        keys = jax.random.split(jnp.asarray(key), cfg.epochs)
-        (params, _), (ls, norms, evals) = jax.lax.scan(epoch, (params, opt.init(params)), keys)
+        keys = jax.random.split(key, cfg.epochs)
+        init = (trainable, opt.init(trainable))
+        (trainable, _), (ls, norms, evals) = jax.lax.scan(epoch, init, keys)
         evals = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), before, evals)
-        return params, UnlearnLog(evals, ls, norms)
+        return to_model(trainable), UnlearnLog(evals, ls, norms)
 
     return unlearn

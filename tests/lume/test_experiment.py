@@ -21,6 +21,8 @@ def test_experiment_pipeline(tmp_path: Path):
         pretrain_steps=3,
         finetune_steps=3,
         algorithms=("ga", "npo", "simnpo"),
+        lora_algorithms=("gd",),
+        lora_rank=2,
         epochs=2,
         batch_size=4,
         cache_dir=str(tmp_path / "cache"),
@@ -33,14 +35,15 @@ def test_experiment_pipeline(tmp_path: Path):
         "GA",
         "NPO",
         "SimNPO+GD",
+        "GD (LoRA r 2)",
     }
     for row in board.values():
         assert 0.0 <= row["final"] <= 1.0 and 0.0 <= row["mia_auc_loss"] <= 1.0
         expected = (row["task_aggregate"] + row["mia_score"] + row["utility"]) / 3
         assert abs(row["final"] - expected) < 1e-6  # Final is computed in float32
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    # reference: 2 seeds; each algorithm: 2 seeds x (1 + 2 epochs)
-    assert len(records) == 2 + 3 * 2 * 3
+    # reference: 2 seeds; each of the 4 runs: 2 seeds x (1 + 2 epochs)
+    assert len(records) == 2 + 4 * 2 * 3
     assert all(r["min_update_norm"] > 0 for r in records if r["method"] != "retain-only reference")
     table = (tmp_path / "run" / "table.md").read_text()
     assert "Leaderboard" in table and "AUC min_k_pp" in table and "SimNPO+GD" in table
@@ -59,6 +62,8 @@ def test_config_validation():
         E.LumeConfig(docs_per_task=0)
     with raises_invalid("learning_rates"):
         E.LumeConfig(learning_rates=())
+    with raises_invalid("lora_algorithms"):
+        E.LumeConfig(lora_algorithms=("rmu",))
     with raises_invalid("replay"):
         E.TargetConfig(replay=1.0)
     with raises_invalid("window"):

@@ -160,3 +160,44 @@ def test_empty_group_is_rejected(setup):
     unlearn = make_unlearn(UnlearnConfig(), graphdef, max_new_tokens=prep.max_new_tokens)
     with raises_invalid("arrays"):
         unlearn(jax.random.key(0), params, params, arrays)
+
+
+def test_lora_unlearning_is_low_rank_and_leaves_the_rest(setup):
+    """LoRA (rank 2): only the attention / MLP kernels move, each by a rank <= 2 matrix."""
+    prep, graphdef, params = setup
+    cfg = UnlearnConfig(algorithm="gd", learning_rate=1e-2, epochs=1, batch_size=4, lora_rank=2)
+    new, log = jax.jit(make_unlearn(cfg, graphdef, max_new_tokens=prep.max_new_tokens))(
+        jax.random.key(2), params, params, prep.unlearn
+    )
+    assert np.all(np.asarray(log.update_norms) > 0)
+    moved = 0
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves(new)
+    ):
+        delta = np.asarray(b - a, np.float64)
+        if "kernel" in jax.tree_util.keystr(path):
+            sv = np.linalg.svd(delta, compute_uv=False)
+            assert sv[2:].max(initial=0.0) <= 1e-4 * max(sv[0], 1e-12)
+            moved += sv[0] > 0
+        else:  # embeddings and norms are frozen
+            np.testing.assert_array_equal(delta, 0.0)
+    assert moved > 0
+
+
+def test_lora_init_and_merge():
+    from lions_jax.lume.lora import lora_init, lora_merge
+
+    params = {"a": {"kernel": jnp.ones((6, 4))}, "emb": {"embedding": jnp.ones((9, 4))}}
+    ad = lora_init(jax.random.key(0), params, rank=3)
+    assert list(ad) == ["['a']['kernel']"] and ad["['a']['kernel']"].b.shape == (3, 4)
+    same = lora_merge(params, ad, 2.0)
+    for x, y in zip(jax.tree.leaves(same), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(x, y)  # b = 0: the adapted model starts at the target
+    with raises_invalid("rank"):
+        lora_init(jax.random.key(0), params, rank=5)
+    with raises_invalid("target"):
+        lora_init(jax.random.key(0), params, rank=1, target=lambda p, x: False)
+    with raises_invalid("adapters"):
+        lora_merge({"b": jnp.ones(2)}, ad, 1.0)
+    with raises_invalid("lora_rank"):
+        UnlearnConfig(lora_rank=-1)
