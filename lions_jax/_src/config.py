@@ -6,12 +6,29 @@ several fields go in ``__post_init__`` and raise ``ValueError`` (they never muta
 """
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal, Union
 
-__all__ = ["apply_overrides", "config_from_dict", "config_to_dict", "parse_value"]
+__all__ = [
+    "apply_overrides",
+    "cache_root",
+    "config_from_dict",
+    "config_to_dict",
+    "parse_value",
+]
+
+
+def cache_root(cache_dir: str, name: str) -> Path:
+    """An experiment's cache folder: ``cache_dir`` if given, else ``$LIONS_JAX_DATA/<name>`` or
+    ``~/.cache/lions_jax/<name>``."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    root = os.environ.get("LIONS_JAX_DATA")
+    return (Path(root) if root else Path.home() / ".cache" / "lions_jax") / name
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -27,7 +27,6 @@ retain trade-off, utility and MIA AUC over epochs).
 
 import dataclasses
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import numpy as np
 from flax import nnx, serialization
 
 from lions_jax._src import registry, results
-from lions_jax._src.config import config_to_dict
+from lions_jax._src.config import cache_root, config_to_dict
 from lions_jax.lume import data as D
 from lions_jax.lume import losses, metrics
 from lions_jax.lume.model import (
@@ -177,10 +176,7 @@ class LumeConfig:
         return out
 
     def cache_root(self) -> Path:
-        if self.cache_dir:
-            return Path(self.cache_dir).expanduser()
-        root = os.environ.get("LIONS_JAX_DATA")
-        return (Path(root) if root else Path.home() / ".cache" / "lions_jax") / "lume"
+        return cache_root(self.cache_dir, "lume")
 
 
 PRESETS = {

@@ -39,7 +39,6 @@ attacks): numbers are about this toy, not comparable to the paper's.
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ import numpy as np
 from flax import nnx, serialization
 
 from lions_jax._src import registry, results
-from lions_jax._src.config import config_to_dict
+from lions_jax._src.config import cache_root, config_to_dict
 from lions_jax.models import TransformerLM
 from lions_jax.spd import attacks as A
 from lions_jax.spd import baselines as B
@@ -171,10 +170,7 @@ class SPDConfig:
         )
 
     def cache_root(self) -> Path:
-        if self.cache_dir:
-            return Path(self.cache_dir).expanduser()
-        root = os.environ.get("LIONS_JAX_DATA")
-        return (Path(root) if root else Path.home() / ".cache" / "lions_jax") / "spd"
+        return cache_root(self.cache_dir, "spd")
 
 
 PRESETS = {
