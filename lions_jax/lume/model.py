@@ -48,6 +48,7 @@ __all__ = [
     "evaluate",
     "make_train_target",
     "score",
+    "sequence_logits",
     "sequence_token_logprobs",
 ]
 
@@ -217,14 +218,15 @@ def encode_documents(
     return Sequences(jnp.asarray(tokens), jnp.asarray(attn), jnp.asarray(attn[:, 1:]))
 
 
-def _logits(graphdef: Any, params: Any, seqs: Sequences) -> jax.Array:
+def sequence_logits(graphdef: Any, params: Any, seqs: Sequences) -> jax.Array:
+    """(n, L - 1, vocab) next-token logits of ``seqs`` (predicting ``tokens[:, 1:]``)."""
     model = nnx.merge(graphdef, params)
     return model(seqs.tokens[:, :-1], attention_mask=seqs.attention_mask[:, :-1])
 
 
 def sequence_token_logprobs(graphdef: Any, params: Any, seqs: Sequences) -> jax.Array:
     """(n, L - 1) log-probs of ``tokens[:, 1:]`` (0 outside ``loss_mask``)."""
-    lp = token_logprobs(_logits(graphdef, params, seqs), seqs.tokens[:, 1:])
+    lp = token_logprobs(sequence_logits(graphdef, params, seqs), seqs.tokens[:, 1:])
     return jnp.where(seqs.loss_mask, lp, 0.0)
 
 
@@ -416,7 +418,7 @@ def evaluate(
         for prompts, mask, n in zip(arrays.prompts, arrays.prompt_masks, max_new_tokens)
     )
     docs = arrays.documents
-    logits = _logits(graphdef, params, docs)
+    logits = sequence_logits(graphdef, params, docs)
     doc_lp = jnp.where(docs.loss_mask, token_logprobs(logits, docs.tokens[:, 1:]), 0.0)
     mu, sigma = metrics.token_logprob_moments(logits)
     mc_lp = jnp.sum(sequence_token_logprobs(graphdef, params, arrays.mc), axis=-1)

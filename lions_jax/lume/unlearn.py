@@ -25,7 +25,7 @@ from jax.typing import ArrayLike
 
 from lions_jax.lume import losses
 from lions_jax.lume.lora import lora_init, lora_merge
-from lions_jax.lume.model import EvalArrays, EvalOutput, Sequences, evaluate
+from lions_jax.lume.model import EvalArrays, EvalOutput, Sequences, evaluate, sequence_logits
 from lions_jax.models.generation import token_logprobs
 
 __all__ = [
@@ -198,8 +198,7 @@ def make_unlearn(
     """
 
     def logits_of(p: Any, seqs: Sequences) -> jax.Array:
-        model = nnx.merge(graphdef, p)
-        return model(seqs.tokens[:, :-1], attention_mask=seqs.attention_mask[:, :-1])
+        return sequence_logits(graphdef, p, seqs)
 
     def logp_of(logits: jax.Array, seqs: Sequences) -> jax.Array:
         return token_logprobs(logits, seqs.tokens[:, 1:])
